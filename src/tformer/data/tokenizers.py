@@ -1,0 +1,205 @@
+"""Char, byte-level BPE and WordPiece tokenizers behind one small interface.
+
+HuggingFace `tokenizers` does the work; this module fixes what the rest of tformer relies on:
+
+- the special tokens "<pad>"=0, "<bos>"=1, "<eos>"=2, "<unk>"=3 sit at these ids in every tokenizer;
+- `encode` never adds specials (batching adds BOS/EOS), and special-token text typed by a user ("<eos>")
+  is encoded as ordinary text, so data can never inject a control token;
+- the serialised form is HuggingFace's tokenizer JSON, a plain data format: loading it runs no code.
+
+Round trips: the char tokenizer gives back exactly any text made of characters seen in training; byte-level
+BPE gives back exactly any text at all (every byte is in its base alphabet); WordPiece normalises whitespace
+and is for encoder models that never decode free text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer as HFTokenizer
+
+PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+
+# Byte-level BPE starts from all 256 byte symbols, so a smaller vocabulary leaves no room for merges.
+_MIN_BPE_VOCAB = len(SPECIAL_TOKENS) + 256
+
+
+class Tokenizer:
+    """Text <-> token ids with the fixed special ids; wraps a HuggingFace `tokenizers.Tokenizer`."""
+
+    def __init__(self, backend: HFTokenizer) -> None:
+        if not isinstance(backend, HFTokenizer):
+            raise TypeError(f"backend must be a tokenizers.Tokenizer, got {type(backend).__name__}")
+        for expected_id, token in enumerate(SPECIAL_TOKENS):
+            found = backend.token_to_id(token)
+            if found != expected_id:
+                raise ValueError(
+                    f"special token {token!r} must have id {expected_id}, found {found}; "
+                    f"tformer tokenizers keep {list(SPECIAL_TOKENS)} at ids 0..3"
+                )
+        # Not stored in the JSON, so it is set on every construction, including from_json.
+        backend.encode_special_tokens = True
+        self._backend = backend
+        self._dropped_on_decode = frozenset((PAD_ID, BOS_ID, EOS_ID))
+
+    # Special ids are fixed module constants; properties keep call sites independent of that choice.
+    @property
+    def pad_id(self) -> int:
+        return PAD_ID
+
+    @property
+    def bos_id(self) -> int:
+        return BOS_ID
+
+    @property
+    def eos_id(self) -> int:
+        return EOS_ID
+
+    @property
+    def unk_id(self) -> int:
+        return UNK_ID
+
+    @property
+    def vocab_size(self) -> int:
+        return self._backend.get_vocab_size(with_added_tokens=True)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._backend.token_to_id(token)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._backend.id_to_token(token_id)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without BOS/EOS."""
+        _check_text(text, where="text")
+        return self._backend.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        if isinstance(texts, str):
+            raise TypeError("encode_batch expects a sequence of strings, got a single str; use encode()")
+        for index, text in enumerate(texts):
+            _check_text(text, where=f"texts[{index}]")
+        return [e.ids for e in self._backend.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> str:
+        """Text of `ids`. With `skip_special`, pad/bos/eos are dropped (wherever they are; nothing stops at
+        EOS) and <unk> is kept, so unknown input stays visible as "<unk>"."""
+        id_list = _as_id_list(ids, vocab_size=self.vocab_size)
+        if skip_special:
+            id_list = [i for i in id_list if i not in self._dropped_on_decode]
+        return self._backend.decode(id_list, skip_special_tokens=False)
+
+    def decode_batch(self, batch: Iterable[Iterable[int]], *, skip_special: bool = True) -> list[str]:
+        return [self.decode(ids, skip_special=skip_special) for ids in batch]
+
+    def to_json(self) -> str:
+        return self._backend.to_str()
+
+    @classmethod
+    def from_json(cls, text: str) -> Tokenizer:
+        """Rebuild from `to_json()` output (plain JSON: no code is executed)."""
+        if not isinstance(text, str):
+            raise TypeError(f"from_json expects a JSON str, got {type(text).__name__}")
+        try:
+            backend = HFTokenizer.from_str(text)
+        except Exception as err:  # the Rust side raises a bare Exception for malformed input
+            raise ValueError(f"not a valid tokenizer JSON: {err}") from err
+        return cls(backend)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer file {str(path)!r} does not exist (write one with save())")
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+    def __repr__(self) -> str:
+        model_type = type(self._backend.model).__name__
+        return f"Tokenizer(model={model_type}, vocab_size={self.vocab_size})"
+
+
+def train_char_tokenizer(texts: Iterable[str]) -> Tokenizer:
+    """One token per Unicode code point seen in `texts` (sorted, after the specials); others map to <unk>."""
+    characters: set[str] = set()
+    for text in _checked_texts(texts):
+        characters.update(text)
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for character in sorted(characters):
+        vocab[character] = len(vocab)
+    backend = HFTokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
+    # "[\s\S]" rather than "." because "." skips newlines.
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    backend.add_special_tokens(list(SPECIAL_TOKENS))
+    return Tokenizer(backend)
+
+
+def train_bpe_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """Byte-level BPE (GPT-2 style, no prefix space): encodes any text and decodes it back exactly."""
+    _check_positive_int(vocab_size, name="vocab_size", minimum=_MIN_BPE_VOCAB)
+    _check_positive_int(min_frequency, name="min_frequency", minimum=1)
+    backend = HFTokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_checked_texts(texts), trainer=trainer)
+    return Tokenizer(backend)
+
+
+def train_wordpiece_tokenizer(texts: Iterable[str], *, vocab_size: int) -> Tokenizer:
+    """Cased BERT-style WordPiece: split on whitespace and punctuation, "##" continuations; a word with a
+    character outside the alphabet becomes <unk>. Decoding rejoins words with single spaces."""
+    _check_positive_int(vocab_size, name="vocab_size", minimum=len(SPECIAL_TOKENS) + 1)
+    backend = HFTokenizer(models.WordPiece(unk_token=UNK_TOKEN))
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+    )
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+    )
+    backend.train_from_iterator(_checked_texts(texts), trainer=trainer)
+    return Tokenizer(backend)
+
+
+def _checked_texts(texts: Iterable[str]) -> Iterable[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts must be an iterable of strings, got a single str")
+    for index, text in enumerate(texts):
+        _check_text(text, where=f"texts[{index}]")
+        yield text
+
+
+def _check_text(text: object, *, where: str) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"{where} must be a str, got {type(text).__name__}")
+
+
+def _check_positive_int(value: object, *, name: str, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _as_id_list(ids: Iterable[int], *, vocab_size: int) -> list[int]:
+    # Tensors and numpy arrays have tolist(); going through it avoids one Python object per element.
+    raw = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in raw):
+        raise TypeError(f"ids must be a flat sequence of ints, got first items {raw[:8]!r}")
+    bad = [i for i in raw if not 0 <= i < vocab_size]
+    if bad:
+        raise ValueError(f"token ids {bad[:8]} are outside the vocabulary [0, {vocab_size})")
+    return raw

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import models
+
+from tformer.data.tokenizers import (
+    Tokenizer,
+    train_bpe_tokenizer,
+    train_char_tokenizer,
+    train_wordpiece_tokenizer,
+)
+
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "the lazy dog sleeps while the quick fox runs",
+    "Héllo wörld, ça va? Très bien, merci!",
+    "dates like 23 November 2026 and 2026-11-23",
+] * 10
+
+TRICKY_TEXTS = [
+    "",
+    " ",
+    "  two  leading and trailing spaces  ",
+    "tabs\tand\nnewlines\r\n",
+    "Héllo wörld, ça va? Très bien!",
+    "e\u0301 decomposed accent and precomposed \u00e9",
+    "emoji 😀 flags 🇩🇪 CJK 中文 Greek αβγ ß",
+    "<eos> typed by a user is text, not a control token <pad>",
+]
+
+
+@pytest.fixture(scope="module")
+def bpe() -> Tokenizer:
+    return train_bpe_tokenizer(CORPUS, vocab_size=300, min_frequency=2)
+
+
+@pytest.fixture(scope="module")
+def wordpiece() -> Tokenizer:
+    return train_wordpiece_tokenizer(CORPUS, vocab_size=120)
+
+
+@pytest.fixture(scope="module")
+def char() -> Tokenizer:
+    return train_char_tokenizer(CORPUS)
+
+
+BUILDERS = {
+    "char": lambda: train_char_tokenizer(CORPUS),
+    "bpe": lambda: train_bpe_tokenizer(CORPUS, vocab_size=300),
+    "wordpiece": lambda: train_wordpiece_tokenizer(CORPUS, vocab_size=120),
+}
+
+
+@pytest.mark.parametrize("kind", BUILDERS)
+def test_special_tokens_sit_at_fixed_ids(kind: str) -> None:
+    tok = BUILDERS[kind]()
+    assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id) == (0, 1, 2, 3)
+    assert [tok.id_to_token(i) for i in range(4)] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+    assert [tok.token_to_id(t) for t in ("<pad>", "<bos>", "<eos>", "<unk>")] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", BUILDERS)
+def test_json_round_trip_gives_the_same_encoding(kind: str, tmp_path) -> None:
+    tok = BUILDERS[kind]()
+    text = "the quick fox, ça va? 23 Nov 2026 <eos> 😀"
+    rebuilt = Tokenizer.from_json(tok.to_json())
+    assert rebuilt.encode(text) == tok.encode(text)
+    assert rebuilt.vocab_size == tok.vocab_size
+    path = tmp_path / "tok.json"
+    tok.save(path)
+    loaded = Tokenizer.load(path)
+    assert loaded.encode(text) == tok.encode(text)
+    assert loaded.decode(tok.encode(text)) == tok.decode(tok.encode(text))
+
+
+@pytest.mark.parametrize("kind", BUILDERS)
+def test_encode_adds_no_specials_and_typed_special_text_is_plain_text(kind: str) -> None:
+    tok = BUILDERS[kind]()
+    for text in ["the quick fox", "<eos>", "x <bos> y <pad>"]:
+        ids = tok.encode(text)
+        assert not {tok.pad_id, tok.bos_id, tok.eos_id} & set(ids), (text, ids)
+    assert tok.encode("") == []
+
+
+def test_char_tokenizer_round_trips_every_seen_character_one_token_each() -> None:
+    tok = train_char_tokenizer(TRICKY_TEXTS)
+    for text in TRICKY_TEXTS:
+        ids = tok.encode(text)
+        assert len(ids) == len(text)  # one token per code point
+        assert tok.decode(ids) == text
+
+
+def test_char_tokenizer_vocab_is_specials_plus_distinct_characters() -> None:
+    tok = train_char_tokenizer(["abca", "bd\n"])
+    assert tok.vocab_size == 4 + len(set("abcd\n"))
+    assert tok.encode("abcd\n") == [tok.token_to_id(c) for c in "abcd\n"]
+    assert len(set(tok.encode("abcd\n"))) == 5
+
+
+def test_char_tokenizer_maps_unknown_characters_to_unk() -> None:
+    tok = train_char_tokenizer(["abc"])
+    a, b = tok.token_to_id("a"), tok.token_to_id("b")
+    assert tok.encode("abz😀a") == [a, b, tok.unk_id, tok.unk_id, a]
+    assert tok.decode(tok.encode("abz")) == "ab<unk>"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=40))
+def test_char_tokenizer_round_trips_arbitrary_unicode(text: str) -> None:
+    tok = train_char_tokenizer([text])
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_bpe_round_trips_tricky_texts(bpe: Tokenizer) -> None:
+    for text in TRICKY_TEXTS:
+        assert bpe.decode(bpe.encode(text)) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=60))
+def test_bpe_round_trips_arbitrary_unicode(bpe: Tokenizer, text: str) -> None:
+    ids = bpe.encode(text)
+    assert not {bpe.pad_id, bpe.bos_id, bpe.eos_id, bpe.unk_id} & set(ids)
+    assert bpe.decode(ids) == text
+
+
+def test_bpe_learns_merges_and_respects_vocab_size(bpe: Tokenizer) -> None:
+    assert bpe.vocab_size == 300
+    text = "the quick brown fox"
+    assert len(bpe.encode(text)) < len(text.encode("utf-8"))  # merges were learned and used
+    small = train_bpe_tokenizer(["ab ab"], vocab_size=400)
+    assert 260 <= small.vocab_size <= 400  # cannot exceed the request; tiny corpus yields fewer merges
+
+
+def test_bpe_rejects_a_vocab_too_small_for_the_byte_alphabet() -> None:
+    with pytest.raises(ValueError, match="vocab_size must be an int >= 260"):
+        train_bpe_tokenizer(CORPUS, vocab_size=100)
+
+
+def test_wordpiece_vocab_unknowns_and_decode(wordpiece: Tokenizer) -> None:
+    assert wordpiece.vocab_size == 120
+    ids = wordpiece.encode("the quick fox, 😀")
+    assert ids[-1] == wordpiece.unk_id  # no character of the word was seen in training
+    assert wordpiece.unk_id not in ids[:-1]
+    assert (
+        wordpiece.decode(wordpiece.encode("the lazy dog, the quick fox!")) == "the lazy dog, the quick fox!"
+    )
+    assert wordpiece.decode(ids) == "the quick fox, <unk>"
+
+
+def test_decode_drops_pad_bos_eos_anywhere_but_keeps_unk(char: Tokenizer) -> None:
+    body = char.encode("fox")
+    ids = [char.bos_id, *body[:1], char.pad_id, *body[1:], char.eos_id, char.unk_id, char.pad_id]
+    assert char.decode(ids) == "fox<unk>"
+    assert char.decode(ids, skip_special=False) == "<bos>f<pad>ox<eos><unk><pad>"
+
+
+def test_decode_accepts_tensors_and_batches(char: Tokenizer) -> None:
+    texts = ["the fox", "", "dog"]
+    batch = char.encode_batch(texts)
+    assert batch == [char.encode(t) for t in texts]
+    assert char.decode(torch.tensor(batch[0])) == "the fox"
+    assert char.decode_batch(batch) == texts
+
+
+def test_user_errors_name_the_bad_value(char: Tokenizer, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"\[999\] are outside the vocabulary"):
+        char.decode([5, 999])
+    with pytest.raises(TypeError, match="text must be a str"):
+        char.encode(b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="single str"):
+        char.encode_batch("abc")
+    with pytest.raises(TypeError, match="single str"):
+        train_char_tokenizer("abc")
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        Tokenizer.load(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="not a valid tokenizer JSON"):
+        Tokenizer.from_json("{not json")
+
+
+def test_rejects_a_backend_with_specials_at_other_ids() -> None:
+    vocab = {"<unk>": 0, "<pad>": 1, "<bos>": 2, "<eos>": 3, "a": 4}
+    backend = HFTokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    with pytest.raises(ValueError, match="'<pad>' must have id 0, found 1"):
+        Tokenizer.from_json(backend.to_str())
