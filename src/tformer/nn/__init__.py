@@ -1,0 +1,36 @@
+"""Reusable Transformer building blocks; this package knows nothing of tasks or data."""
+
+from tformer.nn.attention import AttentionKind, MultiHeadAttention, attend
+from tformer.nn.blocks import BlockConfig, DecoderBlock, EncoderBlock, NormPosition
+from tformer.nn.embeddings import TokenEmbedding
+from tformer.nn.feedforward import FeedForwardKind, make_feedforward
+from tformer.nn.heads import AttentionPooling
+from tformer.nn.kv_cache import KVCache, LayerKV
+from tformer.nn.masks import causal_mask, combine, key_mask, padding_mask
+from tformer.nn.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
+from tformer.nn.stacks import Decoder, Encoder
+
+__all__ = [
+    "AttentionKind",
+    "AttentionPooling",
+    "BlockConfig",
+    "Decoder",
+    "DecoderBlock",
+    "Encoder",
+    "EncoderBlock",
+    "FeedForwardKind",
+    "KVCache",
+    "LayerKV",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "NormPosition",
+    "RotaryEmbedding",
+    "SinusoidalPositionalEncoding",
+    "TokenEmbedding",
+    "attend",
+    "causal_mask",
+    "combine",
+    "key_mask",
+    "make_feedforward",
+    "padding_mask",
+]

@@ -1,0 +1,205 @@
+"""The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al., 2017).
+
+Shape legend: B batch, S source length, T target length, D model width, H heads, V vocabulary.
+
+    src ids --TokenEmbedding*sqrt(D) + positions--> Encoder (N x [self-attn, FFN]) --> memory
+    tgt ids --TokenEmbedding*sqrt(D) + positions--> Decoder (N x [causal self-attn, cross-attn(memory), FFN])
+            --> Linear(D, V) --> logits
+
+`encode` runs once per sentence; `decode` runs once for teacher forcing or once per step with a KV cache.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from tformer.models.outputs import DecoderOutput, EncoderOutput, Seq2SeqOutput
+from tformer.nn.blocks import BlockConfig, NormPosition
+from tformer.nn.embeddings import TokenEmbedding
+from tformer.nn.feedforward import FeedForwardKind
+from tformer.nn.kv_cache import KVCache
+from tformer.nn.masks import key_mask, padding_mask
+from tformer.nn.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
+from tformer.nn.stacks import Decoder, Encoder
+
+
+class PositionalKind(enum.Enum):
+    SINUSOIDAL = "sinusoidal"
+    LEARNED = "learned"
+    ROTARY = "rotary"
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    src_vocab_size: int = 37000
+    tgt_vocab_size: int = 37000
+    d_model: int = 512
+    n_heads: int = 8
+    n_kv_heads: int | None = None
+    n_encoder_layers: int = 6
+    n_decoder_layers: int = 6
+    d_ff: int = 2048
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    feedforward: FeedForwardKind = FeedForwardKind.RELU
+    norm_position: NormPosition = NormPosition.POST
+    positional: PositionalKind = PositionalKind.SINUSOIDAL
+    max_len: int = 1024
+    share_embeddings: bool = False  # one embedding for source and target (needs a joint vocabulary)
+    tie_output: bool = True  # the output projection reuses the target embedding (section 3.4)
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "src_vocab_size",
+            "tgt_vocab_size",
+            "d_model",
+            "n_heads",
+            "n_encoder_layers",
+            "n_decoder_layers",
+            "d_ff",
+            "max_len",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout} / {self.attention_dropout}")
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(
+                "share_embeddings needs one joint vocabulary, got "
+                f"src_vocab_size={self.src_vocab_size}, tgt_vocab_size={self.tgt_vocab_size}"
+            )
+
+    @property
+    def block(self) -> BlockConfig:
+        return BlockConfig(
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            d_ff=self.d_ff,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            n_kv_heads=self.n_kv_heads,
+            feedforward=self.feedforward,
+            norm_position=self.norm_position,
+        )
+
+
+PRESETS: dict[str, dict] = {
+    # The paper's base model (Table 3): N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1.
+    "base": {},
+    # A small model for data sets of tens of thousands of sentence pairs (Multi30k-sized).
+    "small": dict(d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3, dropout=0.1),
+    # For tests and the CPU demo.
+    "tiny": dict(
+        d_model=64, n_heads=4, d_ff=128, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0, max_len=128
+    ),
+}
+
+
+def preset_config(name: str, **overrides) -> Seq2SeqConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown seq2seq preset {name!r} (valid: {', '.join(PRESETS)})")
+    return Seq2SeqConfig(**{**PRESETS[name], **overrides})
+
+
+class Seq2SeqTransformer(nn.Module):
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.src_embed = TokenEmbedding(c.src_vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.tgt_embed = (
+            self.src_embed
+            if c.share_embeddings
+            else TokenEmbedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
+        )
+        rotary = RotaryEmbedding(c.d_model // c.n_heads) if c.positional is PositionalKind.ROTARY else None
+        self.src_positions = self._positions(c)
+        self.tgt_positions = self._positions(c)
+        self.dropout = nn.Dropout(c.dropout)  # on embeddings + positions, section 5.4
+        self.encoder = Encoder(c.block, c.n_encoder_layers, rotary=rotary)
+        self.decoder = Decoder(c.block, c.n_decoder_layers, rotary=rotary)
+        self.output_projection = nn.Linear(c.d_model, c.tgt_vocab_size, bias=False)
+        self._init_weights()
+        if c.tie_output:
+            self.output_projection.weight = self.tgt_embed.weight
+
+    @staticmethod
+    def _positions(c: Seq2SeqConfig) -> nn.Module:
+        if c.positional is PositionalKind.SINUSOIDAL:
+            return SinusoidalPositionalEncoding(c.d_model, max_len=c.max_len)
+        if c.positional is PositionalKind.LEARNED:
+            return LearnedPositionalEmbedding(c.d_model, max_len=c.max_len)
+        return nn.Identity()  # rotary positions live inside self-attention
+
+    def _init_weights(self) -> None:
+        # Xavier-uniform for every projection, as the reference implementations of the paper do: it keeps the
+        # variance of activations and gradients roughly constant through the stacks.
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        # Embeddings ~ N(0, d_model^-0.5): after the sqrt(d_model) scale the inputs have unit variance, and a
+        # tied output projection starts with logits of unit scale.
+        for embed in {self.src_embed, self.tgt_embed}:
+            nn.init.normal_(embed.weight, mean=0.0, std=self.config.d_model**-0.5)
+            with torch.no_grad():
+                embed.weight[self.config.pad_id].zero_()
+
+    def _embed(self, ids: Tensor, embed: TokenEmbedding, positions: nn.Module, offset: int = 0) -> Tensor:
+        x = embed(ids)  # [B, L] -> [B, L, D]
+        if not isinstance(positions, nn.Identity):
+            x = positions(x, offset=offset)
+        return self.dropout(x)
+
+    def encode(self, src_ids: Tensor, src_mask: Tensor | None = None) -> EncoderOutput:
+        """src_ids Long[B, S], src_mask Bool[B, S] (True = token; default: ids != pad_id)."""
+        if src_mask is None:
+            src_mask = padding_mask(src_ids, self.config.pad_id)
+        x = self._embed(src_ids, self.src_embed, self.src_positions)
+        return EncoderOutput(memory=self.encoder(x, mask=key_mask(src_mask)), memory_mask=src_mask)
+
+    def decode(
+        self,
+        tgt_ids: Tensor,
+        *,
+        memory: Tensor,
+        memory_mask: Tensor,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> DecoderOutput:
+        """tgt_ids Long[B, T] (only the new tokens when a cache is given); memory [B, S, D].
+
+        Target padding needs no mask: batches are right-padded, so the causal mask already keeps every real
+        position away from the padding after it, and the loss ignores padded positions.
+        """
+        offset = 0 if cache is None else cache.length
+        x = self._embed(tgt_ids, self.tgt_embed, self.tgt_positions, offset)
+        x, weights = self.decoder(
+            x, memory, memory_mask=key_mask(memory_mask), cache=cache, need_weights=need_weights
+        )
+        attention = None if weights is None else weights.mean(dim=1)  # [B, H, T, S] -> [B, T, S]
+        return DecoderOutput(logits=self.output_projection(x), cache=cache, cross_attention=attention)
+
+    def forward(
+        self, src_ids: Tensor, tgt_ids: Tensor, *, src_mask: Tensor | None = None, need_weights: bool = False
+    ) -> Seq2SeqOutput:
+        """Teacher forcing: logits [B, T, V] for every target position at once."""
+        enc = self.encode(src_ids, src_mask)
+        dec = self.decode(tgt_ids, memory=enc.memory, memory_mask=enc.memory_mask, need_weights=need_weights)
+        return Seq2SeqOutput(logits=dec.logits, encoder=enc, cross_attention=dec.cross_attention)
+
+    def new_cache(self, *, max_length: int | None = None) -> KVCache:
+        return KVCache(self.config.n_decoder_layers, max_length=max_length)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters counted once even when shared (tied embeddings)."""
+    return sum(p.numel() for p in model.parameters())

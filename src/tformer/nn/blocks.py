@@ -1,0 +1,130 @@
+"""Encoder and decoder blocks: sub-layers wrapped in a residual connection with layer normalisation.
+
+Shape legend: B batch, S source length, T target length, D model width, H heads.
+
+Post-norm (the paper): x = LayerNorm(x + Dropout(Sublayer(x))).
+Pre-norm (GPT-2 and most later models; trains more stably when deep): x = x + Dropout(Sublayer(LayerNorm(x))).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from tformer.nn.attention import AttentionKind, MultiHeadAttention
+from tformer.nn.feedforward import FeedForwardKind, make_feedforward
+from tformer.nn.kv_cache import LayerKV
+from tformer.nn.positional import RotaryEmbedding
+
+
+class NormPosition(enum.Enum):
+    POST = "post"
+    PRE = "pre"
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """What every block of a stack shares."""
+
+    d_model: int = 512
+    n_heads: int = 8
+    d_ff: int = 2048
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    n_kv_heads: int | None = None
+    feedforward: FeedForwardKind = FeedForwardKind.RELU
+    norm_position: NormPosition = NormPosition.POST
+    norm_eps: float = 1e-5
+    bias: bool = True
+
+
+class Residual(nn.Module):
+    """The residual connection around one sub-layer, with its LayerNorm before (pre) or after (post)."""
+
+    def __init__(self, config: BlockConfig) -> None:
+        super().__init__()
+        self.pre_norm = config.norm_position is NormPosition.PRE
+        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def sublayer_input(self, x: Tensor) -> Tensor:
+        return self.norm(x) if self.pre_norm else x
+
+    def add(self, x: Tensor, sublayer_output: Tensor) -> Tensor:
+        out = x + self.dropout(sublayer_output)
+        return out if self.pre_norm else self.norm(out)
+
+
+def _attention(
+    config: BlockConfig, kind: AttentionKind, rotary: RotaryEmbedding | None = None
+) -> MultiHeadAttention:
+    return MultiHeadAttention(
+        config.d_model,
+        config.n_heads,
+        kind=kind,
+        n_kv_heads=config.n_kv_heads,
+        dropout=config.attention_dropout,
+        bias=config.bias,
+        rotary=rotary,
+    )
+
+
+def _feedforward(config: BlockConfig) -> nn.Module:
+    return make_feedforward(config.d_model, config.d_ff, kind=config.feedforward, dropout=config.dropout)
+
+
+class EncoderBlock(nn.Module):
+    """Self-attention over the whole source, then the position-wise feed-forward network."""
+
+    def __init__(self, config: BlockConfig, *, rotary: RotaryEmbedding | None = None) -> None:
+        super().__init__()
+        self.self_attn = _attention(config, AttentionKind.SELF, rotary)
+        self.attn_residual = Residual(config)
+        self.feedforward = _feedforward(config)
+        self.ff_residual = Residual(config)
+
+    def forward(self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """x [B, S, D]; mask Bool broadcastable to [B, H, S, S] (usually the key padding mask [B, 1, 1, S])."""
+        attn, _ = self.self_attn(self.attn_residual.sublayer_input(x), mask=mask, causal=causal)
+        x = self.attn_residual.add(x, attn)
+        return self.ff_residual.add(x, self.feedforward(self.ff_residual.sublayer_input(x)))
+
+
+class DecoderBlock(nn.Module):
+    """Masked (causal) self-attention, cross-attention over the encoder memory, then the feed-forward network."""
+
+    def __init__(self, config: BlockConfig, *, rotary: RotaryEmbedding | None = None) -> None:
+        super().__init__()
+        self.self_attn = _attention(config, AttentionKind.SELF, rotary)
+        self.self_residual = Residual(config)
+        self.cross_attn = _attention(config, AttentionKind.CROSS)
+        self.cross_residual = Residual(config)
+        self.feedforward = _feedforward(config)
+        self.ff_residual = Residual(config)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        *,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        cache: LayerKV | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """x [B, T, D], memory [B, S, D]; returns (x [B, T, D], cross-attention weights [B, H, T, S] | None)."""
+        attn, _ = self.self_attn(
+            self.self_residual.sublayer_input(x), mask=self_mask, causal=True, cache=cache
+        )
+        x = self.self_residual.add(x, attn)
+        cross, weights = self.cross_attn(
+            self.cross_residual.sublayer_input(x),
+            memory=memory,
+            mask=memory_mask,
+            cache=cache,
+            need_weights=need_weights,
+        )
+        x = self.cross_residual.add(x, cross)
+        return self.ff_residual.add(x, self.feedforward(self.ff_residual.sublayer_input(x))), weights

@@ -1,0 +1,71 @@
+"""Encoder and Decoder stacks: N identical blocks, a final LayerNorm for pre-norm, and cache threading.
+
+Shape legend: B batch, S source length, T target length, D model width, H heads.
+
+Post-norm blocks already end in a LayerNorm, so (as in the paper) the stack adds none; pre-norm blocks leave the
+residual stream un-normalised, so the stack ends with one.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from tformer.nn.blocks import BlockConfig, DecoderBlock, EncoderBlock, NormPosition
+from tformer.nn.kv_cache import KVCache
+from tformer.nn.positional import RotaryEmbedding
+
+
+def _final_norm(config: BlockConfig) -> nn.Module:
+    if config.norm_position is NormPosition.PRE:
+        return nn.LayerNorm(config.d_model, eps=config.norm_eps)
+    return nn.Identity()
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: BlockConfig, n_layers: int, *, rotary: RotaryEmbedding | None = None) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        self.layers = nn.ModuleList(EncoderBlock(config, rotary=rotary) for _ in range(n_layers))
+        self.norm = _final_norm(config)
+
+    def forward(self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """x [B, S, D] -> [B, S, D]; mask Bool broadcastable to [B, H, S, S]."""
+        for layer in self.layers:
+            x = layer(x, mask=mask, causal=causal)
+        return self.norm(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: BlockConfig, n_layers: int, *, rotary: RotaryEmbedding | None = None) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        self.layers = nn.ModuleList(DecoderBlock(config, rotary=rotary) for _ in range(n_layers))
+        self.norm = _final_norm(config)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        *,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """x [B, T, D], memory [B, S, D] -> (x [B, T, D], last layer's cross-attention [B, H, T, S] | None)."""
+        if cache is not None and len(cache) != len(self.layers):
+            raise ValueError(f"cache has {len(cache)} layers, the decoder {len(self.layers)}")
+        weights = None
+        for i, layer in enumerate(self.layers):
+            last = i == len(self.layers) - 1
+            x, weights = layer(
+                x,
+                memory,
+                self_mask=self_mask,
+                memory_mask=memory_mask,
+                cache=None if cache is None else cache[i],
+                need_weights=need_weights and last,
+            )
+        return self.norm(x), weights
