@@ -1,0 +1,57 @@
+"""Optimizer parameter groups and the AdamW factory (the paper's betas and eps by default)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def parameter_groups(model: nn.Module, *, weight_decay: float) -> list[dict[str, Any]]:
+    """Split the trainable parameters into a decayed group and a non-decayed one.
+
+    Decay only shrinks matrices that mix features. Biases and norm gains (every parameter with ndim < 2) and
+    embedding tables (rows of rarely seen tokens would be pulled to zero between their updates) get none; an
+    embedding tied to an output Linear is the same Parameter, so it is excluded too. Each parameter appears
+    once; frozen ones (requires_grad=False) are left out. Empty groups are dropped.
+    """
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    # named_parameters() yields a shared (tied) Parameter only once
+    for _, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim < 2 or id(param) in embedding_ids:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.98),
+    eps: float = 1e-9,
+    weight_decay: float = 0.0,
+    fused: bool | None = None,
+) -> torch.optim.AdamW:
+    """AdamW over parameter_groups(model); fused kernels by default when every parameter is on CUDA."""
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not all(0.0 <= beta < 1.0 for beta in betas) or len(betas) != 2:
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    groups = parameter_groups(model, weight_decay=weight_decay)
+    if not groups:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters to optimize")
+    if fused is None:
+        fused = all(p.is_cuda for group in groups for p in group["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused)
