@@ -91,8 +91,9 @@ class Seq2SeqConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # The paper's base model (Table 3): N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1.
-    "base": {},
+    # The paper's base model (Table 3): N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1, one shared source/target
+    # vocabulary whose embedding is also the output projection (section 3.4).
+    "base": dict(share_embeddings=True),
     # A small model for data sets of tens of thousands of sentence pairs (Multi30k-sized).
     "small": dict(d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3, dropout=0.1),
     # For tests and the CPU demo.
@@ -203,3 +204,13 @@ class Seq2SeqTransformer(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Parameters counted once even when shared (tied embeddings)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def example_inputs(config: Seq2SeqConfig, *, batch_size: int = 1, length: int = 32) -> dict[str, Tensor]:
+    """A batch of random token ids, for summaries and FLOP counts."""
+    g = torch.Generator().manual_seed(0)
+    low = config.pad_id + 1
+    return {
+        "src_ids": torch.randint(low, config.src_vocab_size, (batch_size, length), generator=g),
+        "tgt_ids": torch.randint(low, config.tgt_vocab_size, (batch_size, length), generator=g),
+    }

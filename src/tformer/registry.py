@@ -1,0 +1,51 @@
+"""Explicit name -> builder tables for model families (no import-time magic: add a row to register)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from tformer.models import seq2seq
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str
+    config_cls: type
+    build: Callable[[object], nn.Module]
+    presets: dict[str, dict]
+    example_inputs: Callable[..., dict[str, Tensor]]
+
+
+MODEL_FAMILIES: dict[str, ModelFamily] = {
+    "seq2seq": ModelFamily(
+        name="seq2seq",
+        config_cls=seq2seq.Seq2SeqConfig,
+        build=seq2seq.Seq2SeqTransformer,
+        presets=seq2seq.PRESETS,
+        example_inputs=seq2seq.example_inputs,
+    ),
+}
+
+
+def model_family(name: str) -> ModelFamily:
+    if name not in MODEL_FAMILIES:
+        raise ValueError(f"unknown model type {name!r} (valid: {', '.join(MODEL_FAMILIES)})")
+    return MODEL_FAMILIES[name]
+
+
+def find_model_preset(name: str) -> tuple[ModelFamily, dict]:
+    """'base' or 'seq2seq.base' -> (family, preset overrides); ambiguous or unknown names list the choices."""
+    family_name, _, preset = name.rpartition(".")
+    families = [model_family(family_name)] if family_name else list(MODEL_FAMILIES.values())
+    matches = [f for f in families if preset in f.presets]
+    if len(matches) == 1:
+        return matches[0], matches[0].presets[preset]
+    known = [f"{f.name}.{p}" for f in families for p in f.presets]
+    if not matches:
+        raise ValueError(f"unknown model preset {name!r} (valid: {', '.join(known)})")
+    raise ValueError(
+        f"model preset {name!r} is ambiguous: say {' or '.join(f'{f.name}.{preset}' for f in matches)}"
+    )
