@@ -75,7 +75,7 @@ def pad_sequences(seqs: list[list[int]], *, pad_id: int) -> tuple[torch.Tensor, 
 def make_seq2seq_batch(
     src: list[list[int]], tgt: list[list[int]], *, pad_id: int, bos_id: int, eos_id: int
 ) -> Seq2SeqBatch:
-    """Pad a list of (source, target) id lists into a batch: src + [EOS]; tgt_in = [BOS] + y; tgt_out = y + [EOS]."""
+    """Pad paired id lists into a batch: src + [EOS]; tgt_in = [BOS] + y; tgt_out = y + [EOS]."""
     if len(src) != len(tgt):
         raise ValueError(f"src and tgt must pair up, got {len(src)} sources and {len(tgt)} targets")
     src_ids, src_mask = pad_sequences([[*s, eos_id] for s in src], pad_id=pad_id)
@@ -130,14 +130,15 @@ def token_budget_batches(
 
 def shard_batches(batches: list[list[int]], *, rank: int, world_size: int) -> list[list[int]]:
     """Batches for one rank of `world_size`: every world_size-th batch, starting at `rank`. The tail that
-    cannot be shared evenly is dropped, so all ranks run the same number of steps (DDP would hang otherwise)."""
+    cannot be shared evenly is dropped, so all ranks run the same number of steps (else DDP would hang)."""
     if not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")
     if not isinstance(rank, int) or not 0 <= rank < world_size:
         raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
     if len(batches) < world_size:
         raise ValueError(
-            f"{len(batches)} batches cannot give each of {world_size} ranks one; lower max_tokens or world_size"
+            f"{len(batches)} batches cannot give each of {world_size} ranks one; "
+            "lower max_tokens or world_size"
         )
     usable = len(batches) - len(batches) % world_size
     return batches[rank:usable:world_size]
@@ -164,7 +165,8 @@ def _checked_length(length: object, index: int, max_tokens: int) -> int:
     length = int(length)
     if length > max_tokens:
         raise ValueError(
-            f"example {index} has length {length} > max_tokens={max_tokens}; raise max_tokens or filter it out"
+            f"example {index} has length {length} > max_tokens={max_tokens}; "
+            "raise max_tokens or filter it out"
         )
     return length
 
