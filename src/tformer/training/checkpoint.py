@@ -104,7 +104,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint written by save_checkpoint(); never unpickles anything."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"checkpoint {path} does not exist or is not a file")
     expected = f"expected a {SUFFIX} checkpoint written by tformer's save_checkpoint"
     try:
         with safe_open(path, framework="pt", device="cpu") as file:
