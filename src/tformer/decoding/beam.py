@@ -1,0 +1,202 @@
+"""Batched beam search with GNMT length penalty and early stopping.
+
+Rows of the decoder state are sentence-major: row = sentence * n_beams + beam. Active beams are ranked by
+their summed log-probability (they all have the same length, so a length penalty could not change the order);
+finished hypotheses are ranked by score = log_prob / lp(len), lp(len) = ((5 + len) / 6) ** length_penalty
+(Wu et al. 2016), len counting the EOS. Shape legend: N active sentences, k beam size, C candidates,
+V vocabulary, t tokens so far, S source length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from tformer.decoding.state import (
+    DecoderState,
+    Hypothesis,
+    check_batch_size,
+    check_lengths,
+    check_step,
+    forbid_token,
+)
+
+
+@torch.no_grad()
+def beam_search(
+    state: DecoderState,
+    *,
+    batch_size: int,
+    bos_id: int,
+    eos_id: int,
+    beam_size: int,
+    max_new_tokens: int,
+    min_new_tokens: int = 0,
+    length_penalty: float = 1.0,
+    n_best: int = 1,
+    return_attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """Return the `n_best` best hypotheses of every sentence, best first, sentences in input order.
+
+    Each step takes the top 2k of the k*V extensions of a sentence's beams. An EOS among the first k of them
+    becomes a finished hypothesis (as in fairseq and Hugging Face: one ranked below k would have fallen off
+    the beam anyway); the best k non-EOS extensions stay active. A sentence stops when it holds `n_best`
+    finished hypotheses and no active beam can still beat the worst of them; it then leaves the state's
+    batch. At `max_new_tokens` the active beams are finished as they are, without EOS.
+    """
+    _check_beam_args(batch_size=batch_size, beam_size=beam_size, n_best=n_best, length_penalty=length_penalty)
+    check_lengths(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+    finished = [_BestFinished(n_best) for _ in range(batch_size)]
+    # One beam per sentence at first, so that the k beams of the first step are k different tokens.
+    beams = _Beams(
+        sentences=list(range(batch_size)),
+        tokens=torch.empty(batch_size, 0, dtype=torch.long),
+        log_probs=torch.zeros(batch_size, 1),
+        attention=None,
+    )
+    last = torch.full((batch_size, 1), bos_id, dtype=torch.long)  # Long[N * n_beams, 1]
+    for step in range(1, max_new_tokens + 1):
+        out = state.step(last)
+        check_step(out, rows=beams.tokens.size(0), eos_id=eos_id, need_attention=return_attention)
+        if step == 1 and beam_size >= out.logits.size(1):
+            raise ValueError(
+                f"beam_size must be smaller than the vocabulary ({out.logits.size(1)}), got {beam_size}"
+            )
+        beams = beams.to(out.logits.device)
+        if return_attention:
+            beams.attention = _append(beams.attention, out.attention[:, None])  # Float[N * n_beams, t + 1, S]
+        log_probs = out.logits.float().log_softmax(dim=-1)  # Float[N * n_beams, V]
+        if step <= min_new_tokens:
+            log_probs = forbid_token(log_probs, eos_id)
+        scores, rows, tokens = _top_candidates(log_probs, beams.log_probs, size=2 * beam_size)  # each [N, C]
+        ends = tokens == eos_id  # Bool[N, C]
+        for i, rank in ends[:, :beam_size].nonzero().tolist():
+            hypothesis = beams.hypothesis(int(rows[i, rank]), float(scores[i, rank]), step, length_penalty)
+            finished[beams.sentences[i]].add(hypothesis)
+        # A stable sort brings each sentence's non-EOS candidates to the front, still in rank order.
+        pick = ends.int().sort(dim=1, stable=True).indices[:, :beam_size]  # Long[N, k]
+        rows, tokens, scores = rows.gather(1, pick), tokens.gather(1, pick), scores.gather(1, pick)
+        beams = beams.extend(rows.view(-1), tokens, scores)
+        if step == max_new_tokens:
+            for i, sentence in enumerate(beams.sentences):
+                for beam in range(beam_size):
+                    row = i * beam_size + beam
+                    finished[sentence].add(
+                        beams.hypothesis(row, float(scores[i, beam]), step, length_penalty)
+                    )
+            break
+        # Log-probs only fall, so the best an active beam can reach is its log-prob over the largest length
+        # penalty it can still get: at the longest length when the penalty grows with length, else the shortest.
+        bounds = scores[:, 0] / _lp(max_new_tokens if length_penalty > 0 else step + 1, length_penalty)
+        running = [
+            not finished[s].unbeatable(bound)
+            for s, bound in zip(beams.sentences, bounds.tolist(), strict=True)
+        ]
+        if not any(running):
+            break
+        expanding = step == 1 and beam_size > 1  # the state still holds one row per sentence
+        if expanding or not all(running):
+            keep = torch.tensor(running, device=rows.device)  # Bool[N]
+            state.select(rows[keep].view(-1))  # expands to k beams and drops finished sentences
+            beams = beams.keep(keep)
+        elif beam_size > 1:
+            state.reorder(rows.view(-1))
+        last = beams.tokens[:, -1:]  # Long[N * k, 1]
+    return [f.hypotheses for f in finished]
+
+
+@dataclass
+class _Beams:
+    """The active beams, sentence-major."""
+
+    sentences: list[int]  # input index of each active sentence
+    tokens: Tensor  # Long[N * n_beams, t]: tokens after BOS
+    log_probs: Tensor  # Float[N, n_beams]
+    attention: Tensor | None  # Float[N * n_beams, t, S]
+
+    @property
+    def n_beams(self) -> int:
+        return self.log_probs.size(1)
+
+    def to(self, device: torch.device) -> _Beams:
+        return _Beams(self.sentences, self.tokens.to(device), self.log_probs.to(device), self.attention)
+
+    def extend(self, rows: Tensor, tokens: Tensor, log_probs: Tensor) -> _Beams:
+        """New beams: row i continues old row rows[i] with tokens.view(-1)[i]; log_probs is Float[N, k]."""
+        return _Beams(
+            sentences=self.sentences,
+            tokens=torch.cat([self.tokens[rows], tokens.view(-1, 1)], dim=1),  # Long[N * k, t + 1]
+            log_probs=log_probs,
+            attention=None if self.attention is None else self.attention[rows],
+        )
+
+    def hypothesis(self, row: int, log_prob: float, length: int, length_penalty: float) -> Hypothesis:
+        """Row `row` as a finished hypothesis of `length` tokens (EOS included) with total `log_prob`."""
+        return Hypothesis(
+            tokens=self.tokens[row].tolist(),
+            score=log_prob / _lp(length, length_penalty),
+            log_prob=log_prob,
+            attention=None if self.attention is None else self.attention[row],  # Float[length, S]
+        )
+
+    def keep(self, keep: Tensor) -> _Beams:
+        """Only the sentences where Bool[N] keep is True."""
+        rows = keep.repeat_interleave(self.n_beams)  # Bool[N * n_beams]
+        return _Beams(
+            sentences=[s for s, kept in zip(self.sentences, keep.tolist(), strict=True) if kept],
+            tokens=self.tokens[rows],
+            log_probs=self.log_probs[keep],
+            attention=None if self.attention is None else self.attention[rows],
+        )
+
+
+class _BestFinished:
+    """The `n_best` highest-scoring finished hypotheses of one sentence, best first."""
+
+    def __init__(self, n_best: int) -> None:
+        self.n_best = n_best
+        self.hypotheses: list[Hypothesis] = []
+
+    def add(self, hypothesis: Hypothesis) -> None:
+        self.hypotheses.append(hypothesis)
+        self.hypotheses.sort(
+            key=lambda h: h.score, reverse=True
+        )  # stable: on a tie the earlier one stays first
+        del self.hypotheses[self.n_best :]
+
+    def unbeatable(self, bound: float) -> bool:
+        """True when the list is full and no hypothesis scoring at most `bound` could enter it."""
+        return len(self.hypotheses) == self.n_best and bound <= self.hypotheses[-1].score
+
+
+def _top_candidates(log_probs: Tensor, beam_log_probs: Tensor, *, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The `size` best one-token extensions of each sentence's beams: (log-probs, source rows, tokens), [N, C]."""
+    n_sentences, n_beams = beam_log_probs.shape
+    vocab = log_probs.size(-1)
+    totals = beam_log_probs.unsqueeze(-1) + log_probs.view(
+        n_sentences, n_beams, vocab
+    )  # Float[N, n_beams, V]
+    scores, flat = totals.view(n_sentences, n_beams * vocab).topk(min(size, n_beams * vocab), dim=1)  # [N, C]
+    first_row = torch.arange(n_sentences, device=flat.device).unsqueeze(1) * n_beams  # Long[N, 1]
+    return scores, first_row + flat // vocab, flat % vocab
+
+
+def _append(history: Tensor | None, new: Tensor) -> Tensor:
+    return new if history is None else torch.cat([history, new], dim=1)
+
+
+def _lp(length: int, alpha: float) -> float:
+    """GNMT length penalty; alpha = 0 gives 1, i.e. raw log-probabilities."""
+    return ((5 + length) / 6) ** alpha
+
+
+def _check_beam_args(*, batch_size: int, beam_size: int, n_best: int, length_penalty: float) -> None:
+    check_batch_size(batch_size)
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"beam_size must be an int >= 1, got {beam_size!r}")
+    if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be an int in [1, beam_size={beam_size}], got {n_best!r}")
+    if not isinstance(length_penalty, (int, float)) or length_penalty != length_penalty:
+        raise ValueError(f"length_penalty must be a real number, got {length_penalty!r}")
