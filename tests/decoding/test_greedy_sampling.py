@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -294,3 +295,12 @@ def test_greedy_through_seq2seq_state_copies_the_source():
 def test_seq2seq_state_without_weights_returns_no_attention():
     state = Seq2SeqState(CopyModel(vocab_size=6), torch.tensor([[3, 2]]))
     assert state.step(torch.tensor([[1]])).attention is None
+
+
+def test_seq2seq_state_needs_its_cache_back():
+    model = CopyModel(vocab_size=6)
+    decode = model.decode
+    model.decode = lambda tgt_ids, **options: dataclasses.replace(decode(tgt_ids, **options), cache=None)
+    state = Seq2SeqState(model, torch.tensor([[3, 2]]))
+    with pytest.raises(TypeError, match="cache"):
+        state.step(torch.tensor([[1]]))

@@ -80,12 +80,8 @@ def beam_search(
         rows, tokens, scores = rows.gather(1, pick), tokens.gather(1, pick), scores.gather(1, pick)
         beams = beams.extend(rows.view(-1), tokens, scores)
         if step == max_new_tokens:
-            for i, sentence in enumerate(beams.sentences):
-                for beam in range(beam_size):
-                    row = i * beam_size + beam
-                    finished[sentence].add(
-                        beams.hypothesis(row, float(scores[i, beam]), step, length_penalty)
-                    )
+            for row, (sentence, log_prob) in enumerate(beams.flat_log_probs()):
+                finished[sentence].add(beams.hypothesis(row, log_prob, step, length_penalty))
             break
         # Log-probs only fall, so the best an active beam can reach is its log-prob over the largest length
         # penalty it can still get: at the longest length when the penalty grows with length, else the shortest.
@@ -132,13 +128,22 @@ class _Beams:
             attention=None if self.attention is None else self.attention[rows],
         )
 
+    def flat_log_probs(self) -> list[tuple[int, float]]:
+        """(input sentence, log-prob) of every row, in row order."""
+        return [
+            (sentence, log_prob)
+            for sentence, row_log_probs in zip(self.sentences, self.log_probs.tolist(), strict=True)
+            for log_prob in row_log_probs
+        ]
+
     def hypothesis(self, row: int, log_prob: float, length: int, length_penalty: float) -> Hypothesis:
         """Row `row` as a finished hypothesis of `length` tokens (EOS included) with total `log_prob`."""
         return Hypothesis(
             tokens=self.tokens[row].tolist(),
             score=log_prob / _lp(length, length_penalty),
             log_prob=log_prob,
-            attention=None if self.attention is None else self.attention[row],  # Float[length, S]
+            # A copy, so a finished hypothesis does not keep the whole beam's attention history alive.
+            attention=None if self.attention is None else self.attention[row].clone(),  # Float[length, S]
         )
 
     def keep(self, keep: Tensor) -> _Beams:
