@@ -1,0 +1,490 @@
+"""Trainer.fit(): one short, linear training loop that any task plugs into through TrainingTask.
+
+Per update: take ``grad_accum_steps`` micro-batches, backward each one's *summed* loss, then divide the
+gradients once by the window's item count summed over all processes, so k micro-batches on W processes equal
+one batch of k*W micro-batches exactly (up to float rounding). Then clip, step, schedule, log; every
+``eval_every`` evaluate (best checkpoint, plateau schedule, early stopping); every ``checkpoint_every`` and at
+the end save everything a bit-exact resume needs, including the data position and the RNG state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+import tformer
+from tformer.seeding import capture_rng_state, restore_rng_state, seed_everything
+from tformer.training.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+from tformer.training.distributed import (
+    DistributedContext,
+    all_reduce_sum,
+    broadcast_from_main,
+    cleanup,
+    init_distributed,
+    resolve_device,
+    wrap_ddp,
+)
+from tformer.training.logging import RunLogger
+from tformer.training.losses import LossOutput
+from tformer.training.optim import build_optimizer
+from tformer.training.schedules import ScheduleConfig, build_scheduler
+
+LAST_CHECKPOINT = "last.safetensors"
+BEST_CHECKPOINT = "best.safetensors"
+_NUMBERED = re.compile(r"step-(\d+)\.safetensors")
+_PRECISIONS = ("fp32", "bf16", "fp16")
+_METRIC_MODES = ("min", "max")
+
+
+class Batch(Protocol):
+    def to(self, device: torch.device) -> Batch: ...
+
+
+class TrainingTask(Protocol):
+    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1) -> Iterable[Batch]:
+        """Deterministic given (task seed, epoch, rank, world_size); each rank gets its shard of one order."""
+        ...
+
+    def loss(self, model: nn.Module, batch: Batch) -> LossOutput: ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+
+
+def _require(condition: bool, name: str, value: Any, valid: str) -> None:
+    if not condition:
+        raise ValueError(f"TrainConfig.{name}={value!r} is invalid: must be {valid}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    grad_accum_steps: int = 1
+    clip_norm: float | None = 1.0
+    eval_every: int = 200
+    checkpoint_every: int = 200
+    keep_last: int = 3  # numbered checkpoints kept; last and best are always kept
+    metric: str = "val_loss"
+    metric_mode: str = "min"
+    early_stopping_patience: int | None = None  # in evaluations without improvement
+    precision: str = "fp32"
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 50
+    compile: bool = False
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "grad_accum_steps", "eval_every", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            _require(_is_int(value) and value >= 1, name, value, "an integer >= 1")
+        _require(
+            _is_int(self.keep_last) and self.keep_last >= 0, "keep_last", self.keep_last, "an integer >= 0"
+        )
+        _require(_is_int(self.seed), "seed", self.seed, "an integer")
+        _require(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", self.lr, "a positive number")
+        _require(isinstance(self.eps, (int, float)) and self.eps > 0, "eps", self.eps, "a positive number")
+        _require(
+            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
+            "weight_decay",
+            self.weight_decay,
+            "a number >= 0",
+        )
+        # YAML gives lists; the optimizer wants a pair of floats in [0, 1)
+        _require(
+            isinstance(self.betas, (tuple, list))
+            and len(self.betas) == 2
+            and all(0 <= b < 1 for b in self.betas),
+            "betas",
+            self.betas,
+            "two numbers in [0, 1)",
+        )
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        if not isinstance(self.schedule, ScheduleConfig):
+            raise TypeError(
+                f"TrainConfig.schedule must be a ScheduleConfig, got {type(self.schedule).__name__}"
+            )
+        _require(
+            self.clip_norm is None or (isinstance(self.clip_norm, (int, float)) and self.clip_norm > 0),
+            "clip_norm",
+            self.clip_norm,
+            "None (no clipping) or a positive number",
+        )
+        _require(isinstance(self.metric, str) and self.metric != "", "metric", self.metric, "a metric name")
+        _require(
+            self.metric_mode in _METRIC_MODES, "metric_mode", self.metric_mode, f"one of {_METRIC_MODES}"
+        )
+        patience = self.early_stopping_patience
+        _require(
+            patience is None or (_is_int(patience) and patience >= 1),
+            "early_stopping_patience",
+            patience,
+            "None (never stop early) or an integer >= 1",
+        )
+        _require(self.precision in _PRECISIONS, "precision", self.precision, f"one of {_PRECISIONS}")
+
+
+@dataclass
+class FitResult:
+    step: int
+    best_metric: float | None
+    best_step: int | None
+    history: list[dict[str, Any]]  # the records logged by this fit() call (train and eval)
+
+
+def _fresh_progress() -> dict[str, Any]:
+    # batch_in_epoch counts the batches of `epoch` already consumed: resume skips exactly that many.
+    return {
+        "step": 0,
+        "epoch": 0,
+        "batch_in_epoch": 0,
+        "best_metric": None,
+        "best_step": None,
+        "bad_evals": 0,
+    }
+
+
+def _micro_batches(
+    task: TrainingTask, *, epoch: int, skip: int, ctx: DistributedContext
+) -> Iterator[tuple[int, int, Batch]]:
+    """Endless stream of (epoch, batches of that epoch consumed so far, batch), starting after `skip`."""
+    while True:
+        consumed = skip
+        epoch_batches = task.train_batches(epoch, rank=ctx.rank, world_size=ctx.world_size)
+        for batch in itertools.islice(epoch_batches, skip, None):
+            consumed += 1
+            yield epoch, consumed, batch
+        if consumed == 0:
+            raise ValueError(f"task.train_batches(epoch={epoch}, rank={ctx.rank}) yielded no batches")
+        epoch, skip = epoch + 1, 0
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Make `dst` an atomic replica of `src`: a hard link where the file system allows, else a copy."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        with src.open("rb") as source, tmp.open("wb") as target:
+            while chunk := source.read(1 << 24):
+                target.write(chunk)
+            target.flush()
+            os.fsync(target.fileno())
+    os.replace(tmp, dst)
+
+
+def _prune_numbered(out_dir: Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` step-NNNNNN.safetensors."""
+    steps = {}
+    for path in out_dir.glob("step-*.safetensors"):
+        match = _NUMBERED.fullmatch(path.name)
+        if match:
+            steps[int(match.group(1))] = path
+    for step in sorted(steps)[:-keep_last]:
+        steps[step].unlink(missing_ok=True)
+
+
+@dataclass
+class _Run:
+    """Everything one fit() call builds; passed around instead of a dozen arguments."""
+
+    ctx: DistributedContext
+    model: nn.Module  # the unwrapped module: checkpoints and evaluation use it, canonical names
+    train_model: nn.Module  # compiled and/or DDP-wrapped view of the same parameters
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    logger: RunLogger
+    progress: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains `model` on `task` with `config`; writes logs and checkpoints to `out_dir`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: TrainingTask,
+        config: TrainConfig,
+        *,
+        out_dir: Path,
+        run_config: dict[str, Any],
+        tokenizer_json: str | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if not isinstance(run_config, dict):
+            raise TypeError(
+                f"run_config must be a dict (the resolved run config), got {type(run_config).__name__}"
+            )
+        device = resolve_device(config.device)
+        if config.precision != "fp32" and device.type != "cuda":
+            raise ValueError(
+                f"TrainConfig.precision={config.precision!r} needs a CUDA device, but device is {device.type!r}; "
+                "use precision='fp32' on this device"
+            )
+        self.model = model
+        self.task = task
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.run_config = run_config
+        self.tokenizer_json = tokenizer_json
+
+    def fit(self, *, resume: bool = False) -> FitResult:
+        """Train until max_steps or early stopping; ``resume`` continues exactly from out_dir/last.safetensors."""
+        ctx = init_distributed(self.config.device)
+        try:
+            run = self._setup(ctx, resume=resume)
+            try:
+                self._loop(run)
+            finally:
+                run.logger.close()
+            progress = run.progress
+            return FitResult(progress["step"], progress["best_metric"], progress["best_step"], run.history)
+        finally:
+            cleanup(ctx)
+
+    def _setup(self, ctx: DistributedContext, *, resume: bool) -> _Run:
+        cfg = self.config
+        seed_everything(cfg.seed + ctx.rank)  # distinct dropout streams per rank
+        model = self.model.to(ctx.device)
+        optimizer = build_optimizer(
+            model, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=None
+        )
+        scheduler = build_scheduler(optimizer, cfg.schedule)
+        scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.precision == "fp16")
+        progress = _fresh_progress()
+        last = self.out_dir / LAST_CHECKPOINT
+        resumed = resume and last.exists()
+        if resumed:
+            ckpt = load_checkpoint(last)
+            restore_training_state(
+                ckpt,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler if scaler.is_enabled() else None,
+            )
+            progress.update(ckpt.progress)
+            if ctx.rank == 0 and ckpt.rng_state is not None:
+                restore_rng_state(ckpt.rng_state)
+            else:
+                # Only rank 0's RNG is checkpointed; other ranks get a fresh stream tied to the resume step.
+                seed_everything((cfg.seed + ctx.rank + 1_000_003 * progress["step"]) % 2**32)
+        logger = RunLogger(self.out_dir, enabled=ctx.is_main, start_step=progress["step"])
+        if resumed:
+            logger.info(f"resuming from {last} at step {progress['step']}")
+            if ckpt.run_config != self.run_config:
+                logger.info("warning: the run config differs from the one stored in the checkpoint")
+        elif resume:
+            logger.info(f"no {last} to resume from; starting a fresh run")
+        logger.write_run_info(self._run_info(ctx, resumed_from=progress["step"] if resumed else None))
+        train_model = torch.compile(model) if cfg.compile else model
+        train_model = wrap_ddp(train_model, ctx)
+        return _Run(ctx, model, train_model, optimizer, scheduler, scaler, logger, progress)
+
+    def _run_info(self, ctx: DistributedContext, *, resumed_from: int | None) -> dict[str, Any]:
+        return {
+            "seed": self.config.seed,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "tformer": tformer.__version__,
+            "device": str(ctx.device),
+            "device_name": torch.cuda.get_device_name(ctx.device)
+            if ctx.device.type == "cuda"
+            else platform.processor(),
+            "world_size": ctx.world_size,
+            "resumed_from_step": resumed_from,
+            "train_config": asdict(self.config),
+            "run_config": self.run_config,
+        }
+
+    def _loop(self, run: _Run) -> None:
+        cfg, progress = self.config, run.progress
+        batches = _micro_batches(
+            self.task, epoch=progress["epoch"], skip=progress["batch_in_epoch"], ctx=run.ctx
+        )
+        show_bar = cfg.progress_bar and run.ctx.is_main and sys.stderr.isatty()
+        bar = tqdm(
+            total=cfg.max_steps, initial=progress["step"], disable=not show_bar, desc="train", unit="step"
+        )
+        interval = {"loss_sum": 0.0, "n_items": 0.0, "seconds": 0.0}  # since the last log line
+        stop = self._patience_exhausted(progress)
+        run.model.train()
+        while progress["step"] < cfg.max_steps and not stop:
+            started = time.perf_counter()
+            step = progress["step"] + 1
+            loss_sum, n_items = self._accumulate(run, batches)
+            if not math.isfinite(loss_sum) or n_items <= 0:
+                raise ValueError(
+                    f"training stopped at step {step}: loss_sum={loss_sum}, n_items={n_items} (non-finite loss "
+                    f"or an empty window); the last good checkpoint is {self.out_dir / LAST_CHECKPOINT}"
+                )
+            lr = run.scheduler.lr  # the rate this update uses; the scheduler then moves to the next one
+            grad_norm = self._update(run, n_items)
+            progress["step"] = step
+            seconds = time.perf_counter() - started
+            for key, value in (("loss_sum", loss_sum), ("n_items", n_items), ("seconds", seconds)):
+                interval[key] += value
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{loss_sum / n_items:.4f}", lr=f"{lr:.3g}", items_s=f"{n_items / seconds:.0f}"
+            )
+            if step % cfg.log_every == 0:
+                record = {
+                    "step": step,
+                    "loss": interval["loss_sum"] / interval["n_items"],
+                    "lr": lr,
+                    "items_per_s": interval["n_items"] / interval["seconds"],
+                }
+                if grad_norm is not None:
+                    record["grad_norm"] = grad_norm.item()
+                self._record(run, record)
+                interval = dict.fromkeys(interval, 0.0)
+            if step % cfg.eval_every == 0:
+                stop = self._evaluate(run, step)
+            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop:
+                self._save_periodic(run, step)
+        bar.close()
+
+    def _accumulate(self, run: _Run, batches: Iterator[tuple[int, int, Batch]]) -> tuple[float, float]:
+        """Forward/backward grad_accum_steps micro-batches; return the window's global (loss_sum, n_items)."""
+        k = self.config.grad_accum_steps
+        totals = torch.zeros(2, dtype=torch.float64, device=run.ctx.device)  # [loss_sum, n_items]
+        for micro in range(k):
+            epoch, consumed, batch = next(batches)
+            run.progress["epoch"], run.progress["batch_in_epoch"] = epoch, consumed
+            batch = batch.to(run.ctx.device)
+            # DDP all-reduces gradients only on the window's last backward; no_sync must cover the forward too.
+            is_last = micro == k - 1
+            sync = (
+                contextlib.nullcontext() if is_last or run.ctx.world_size == 1 else run.train_model.no_sync()
+            )
+            with sync:
+                with self._autocast(run.ctx.device):
+                    out = self.task.loss(run.train_model, batch)
+                if not isinstance(out, LossOutput):
+                    raise TypeError(f"task.loss must return a LossOutput, got {type(out).__name__}")
+                run.scaler.scale(out.loss_sum).backward()
+            totals[0] += out.loss_sum.detach().to(torch.float64)
+            totals[1] += torch.as_tensor(out.n_items, device=run.ctx.device).to(torch.float64)
+        all_reduce_sum(totals, run.ctx)
+        loss_sum, n_items = totals.tolist()
+        return loss_sum, n_items
+
+    def _update(self, run: _Run, n_items: float) -> torch.Tensor | None:
+        """Normalise, clip and apply the accumulated gradients; returns the pre-clip norm when clipping."""
+        run.scaler.unscale_(run.optimizer)
+        # Gradients hold the sum over the window's items (DDP averaged them over W processes): x W / N gives
+        # the mean over all N items of the global window.
+        scale = run.ctx.world_size / n_items
+        params = [p for p in run.model.parameters() if p.grad is not None]
+        for param in params:
+            param.grad.mul_(scale)
+        grad_norm = None
+        if self.config.clip_norm is not None:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.clip_norm)
+        run.scaler.step(run.optimizer)  # skips the step if fp16 gradients overflowed
+        run.scaler.update()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scheduler.step()
+        return grad_norm
+
+    def _evaluate(self, run: _Run, step: int) -> bool:
+        """Evaluate on rank 0, share the metric, track the best; returns True when early stopping triggers."""
+        cfg, progress = self.config, run.progress
+        value = torch.zeros(1, dtype=torch.float64, device=run.ctx.device)
+        if run.ctx.is_main:
+            run.model.eval()
+            with torch.no_grad(), self._autocast(run.ctx.device):
+                metrics = self.task.evaluate(run.model)
+            run.model.train()
+            if cfg.metric not in metrics:
+                raise ValueError(
+                    f"TrainConfig.metric={cfg.metric!r} is not among the task's evaluation metrics {sorted(metrics)}"
+                )
+            value[0] = float(metrics[cfg.metric])
+            self._record(run, {"step": step, **{key: float(v) for key, v in metrics.items()}})
+        metric = broadcast_from_main(value, run.ctx).item()
+        run.scheduler.step_metric(metric)
+        best = progress["best_metric"]
+        improved = best is None or (metric < best if cfg.metric_mode == "min" else metric > best)
+        if improved:
+            progress.update(best_metric=metric, best_step=step, bad_evals=0)
+            self._save(run, self.out_dir / BEST_CHECKPOINT)
+        else:
+            progress["bad_evals"] += 1
+        stop = self._patience_exhausted(progress)
+        if stop:
+            run.logger.info(
+                f"early stopping at step {step}: {cfg.metric} has not improved for {progress['bad_evals']} "
+                f"evaluations (best {progress['best_metric']:.4g} at step {progress['best_step']})"
+            )
+        return stop
+
+    def _patience_exhausted(self, progress: dict[str, Any]) -> bool:
+        patience = self.config.early_stopping_patience
+        return patience is not None and progress["bad_evals"] >= patience
+
+    def _save_periodic(self, run: _Run, step: int) -> None:
+        """last.safetensors plus step-NNNNNN.safetensors, keeping the newest keep_last numbered ones."""
+        last = self.out_dir / LAST_CHECKPOINT
+        if self.config.keep_last == 0:
+            self._save(run, last)
+            return
+        numbered = self.out_dir / f"step-{step:06d}.safetensors"
+        self._save(run, numbered)
+        if run.ctx.is_main:
+            _link_or_copy(numbered, last)
+            _prune_numbered(self.out_dir, self.config.keep_last)
+
+    def _save(self, run: _Run, path: Path) -> None:
+        if not run.ctx.is_main:
+            return
+        save_checkpoint(
+            path,
+            model=run.model,
+            optimizer=run.optimizer,
+            scheduler=run.scheduler,
+            scaler=run.scaler if run.scaler.is_enabled() else None,
+            progress=dict(run.progress),
+            run_config=self.run_config,
+            tokenizer=self.tokenizer_json,
+            rng_state=capture_rng_state(),
+        )
+
+    def _record(self, run: _Run, record: dict[str, Any]) -> None:
+        run.history.append(record)
+        run.logger.log(record)
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.config.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=device.type, dtype=dtype)
