@@ -6,9 +6,9 @@ import argparse
 import logging
 import sys
 
-from tformer.cli import info
+from tformer.cli import demo, evaluate, info, train, translate
 
-COMMANDS = [info]
+COMMANDS = [demo, train, evaluate, translate, info]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return args.run(args) or 0

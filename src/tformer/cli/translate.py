@@ -1,0 +1,147 @@
+"""`tformer translate CHECKPOINT [SENTENCE ...]`: sentences from arguments, a file, stdin or a prompt."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from tformer.cli.common import DEVICE_HELP, warn
+from tformer.tasks.runs import TrainedModel, load_trained
+from tformer.tasks.translation import Translation, plot_translation_attention, translate
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "translate",
+        help="translate sentences with a trained checkpoint",
+        description=(
+            "Translate sentences given as arguments, read from --input FILE or from stdin (one per line); with "
+            "none of these on a terminal, an interactive prompt opens. Output goes to stdout or --output."
+        ),
+    )
+    p.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="a .safetensors checkpoint written by `tformer train`"
+    )
+    p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="sentences to translate")
+    p.add_argument("--input", type=Path, help="read sentences from this UTF-8 file, one per line")
+    p.add_argument("--output", type=Path, help="write translations to this file instead of stdout")
+    p.add_argument(
+        "--beam", type=int, default=None, help="beam size; 1 is greedy (default: the run config's)"
+    )
+    p.add_argument("--n-best", type=int, default=1, help="print the N best translations with their scores")
+    p.add_argument("--batch-size", type=int, default=64, help="sentences decoded together (default: 64)")
+    p.add_argument(
+        "--plot-attention",
+        type=Path,
+        metavar="FILE.png",
+        help="cross-attention heatmap of the first sentence",
+    )
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.set_defaults(run=run)
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not valid UTF-8 ({error.reason}); save the file as UTF-8") from None
+
+
+def _read_stdin() -> list[str]:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(f"stdin line {line}: not valid UTF-8 ({error.reason})") from None
+
+
+def _format(result: Translation, n_best: int) -> str:
+    if n_best == 1:
+        return result.text
+    return "\n".join(
+        f"{rank}\t{score:.4f}\t{text}" for rank, (text, score) in enumerate(result.alternatives, 1)
+    )
+
+
+def _clip(sentences: list[str], trained: TrainedModel) -> list[str]:
+    """Inputs longer than the model's positions are cut, with a warning naming the line."""
+    limit = trained.config.model.max_len - 1  # one position for EOS
+    clipped = []
+    for number, sentence in enumerate(sentences, 1):
+        ids = trained.tokenizer.encode(sentence)
+        if len(ids) > limit:
+            warn(f"input {number} has {len(ids)} tokens; the model takes {limit}: it was truncated")
+            sentence = trained.tokenizer.decode(ids[:limit])
+        clipped.append(sentence)
+    return clipped
+
+
+def _interactive(trained: TrainedModel, options: argparse.Namespace, decode) -> int:
+    print("Type a sentence and press Enter (Ctrl-D to quit).", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        result = translate(
+            trained.model, trained.tokenizer, _clip([line], trained), config=decode, n_best=options.n_best
+        )
+        print(_format(result[0], options.n_best), flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.n_best < 1 or args.batch_size < 1:
+        raise ValueError(f"--n-best and --batch-size must be >= 1, got {args.n_best} and {args.batch_size}")
+    if args.beam is not None and args.beam < args.n_best:
+        raise ValueError(
+            f"--beam {args.beam} cannot give --n-best {args.n_best}: use a beam of at least {args.n_best}"
+        )
+    trained = load_trained(args.checkpoint, device=args.device)
+    decode = (
+        trained.config.decode
+        if args.beam is None
+        else dataclasses.replace(trained.config.decode, beam_size=args.beam)
+    )
+    if args.sentences:
+        sentences = args.sentences
+    elif args.input:
+        sentences = _read_lines(args.input)
+    elif sys.stdin.isatty():
+        return _interactive(trained, args, decode)
+    else:
+        sentences = _read_stdin()
+    if not sentences:
+        warn("no input sentences: nothing to translate")
+        return 0
+    results = translate(
+        trained.model,
+        trained.tokenizer,
+        _clip(sentences, trained),
+        config=decode,
+        batch_size=args.batch_size,
+        n_best=args.n_best,
+        return_attention=args.plot_attention is not None,
+    )
+    _write((_format(r, args.n_best) for r in results), args.output)
+    if args.plot_attention:
+        png = plot_translation_attention(
+            trained.tokenizer, sentences[0], results[0], path=args.plot_attention
+        )
+        print(f"attention map: {png}", file=sys.stderr)
+    return 0
+
+
+def _write(lines: Iterable[str], output: Path | None) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")

@@ -1,0 +1,281 @@
+"""Translation as a task: sentence pairs -> tokenizer and batches -> seq2seq model -> loss, decoding, metrics.
+
+The task owns everything data-shaped. The model gets its vocabulary size and padding id from here, in
+`model_config`, and the trainer sees only `train_batches`, `loss` and `evaluate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tformer.data.batching import (
+    Seq2SeqBatch,
+    make_seq2seq_batch,
+    pad_sequences,
+    shard_batches,
+    token_budget_batches,
+)
+from tformer.data.dates import generate_date_pairs
+from tformer.data.tokenizers import Tokenizer, train_bpe_tokenizer, train_char_tokenizer
+from tformer.decoding import Hypothesis, Seq2SeqState, beam_search, greedy_search
+from tformer.metrics.text import exact_match
+from tformer.models.seq2seq import Seq2SeqConfig
+from tformer.training.losses import LossOutput, label_smoothed_cross_entropy
+from tformer.training.trainer import TrainConfig
+from tformer.viz.attention import plot_attention
+
+DATASETS = ("dates",)
+TOKENIZERS = ("char", "bpe")
+
+
+@dataclass(frozen=True)
+class TranslationDataConfig:
+    dataset: str = "dates"  # "dates": generated human-written dates -> ISO (the demo)
+    n_train: int = 20_000  # generated data sets only
+    n_valid: int = 500
+    tokenizer: str = "char"  # "char" or "bpe" (one joint vocabulary for source and target)
+    vocab_size: int = 8000  # bpe only
+    max_tokens: int = 4096  # per batch: examples x longest (source or target) length, padding included
+    label_smoothing: float = 0.1
+    eval_decode: int = 500  # validation sentences decoded at each evaluation (0: loss only)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"data.dataset {self.dataset!r} is unknown (valid: {', '.join(DATASETS)})")
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"data.tokenizer {self.tokenizer!r} is unknown (valid: {', '.join(TOKENIZERS)})")
+        for name in ("n_train", "n_valid", "vocab_size", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"data.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam_size: int = 1  # 1 = greedy
+    length_penalty: float = 0.6  # GNMT alpha, as in the paper
+    max_new_tokens: int = 64  # hard cap; the effective cap is min(this, source length + extra_tokens)
+    extra_tokens: int = 50
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1 or self.max_new_tokens < 1 or self.extra_tokens < 0:
+            raise ValueError(
+                f"decode needs beam_size >= 1, max_new_tokens >= 1, extra_tokens >= 0; got {self.beam_size}, "
+                f"{self.max_new_tokens}, {self.extra_tokens}"
+            )
+
+
+@dataclass(frozen=True)
+class TranslationRunConfig:
+    task: str = "translation"
+    out_dir: str = "runs/translation"
+    data: TranslationDataConfig = field(default_factory=TranslationDataConfig)
+    model: Seq2SeqConfig = field(default_factory=Seq2SeqConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+def load_pairs(config: TranslationDataConfig, split: str, *, seed: int) -> list[tuple[str, str]]:
+    n = config.n_train if split == "train" else config.n_valid
+    return generate_date_pairs(n, seed=seed, split=split)
+
+
+def build_tokenizer(config: TranslationDataConfig, pairs: Sequence[tuple[str, str]]) -> Tokenizer:
+    texts = [side for pair in pairs for side in pair]
+    if config.tokenizer == "char":
+        return train_char_tokenizer(texts)
+    return train_bpe_tokenizer(texts, vocab_size=config.vocab_size)
+
+
+class TranslationTask:
+    def __init__(self, config: TranslationRunConfig, *, tokenizer: Tokenizer | None = None) -> None:
+        self.config = config
+        self.train_pairs = load_pairs(config.data, "train", seed=config.train.seed)
+        self.valid_pairs = load_pairs(config.data, "valid", seed=config.train.seed)
+        self.tokenizer = tokenizer or build_tokenizer(config.data, self.train_pairs)
+        self._train = self._encode(self.train_pairs)
+        self._valid = self._encode(self.valid_pairs)
+
+    def _encode(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]]]:
+        return (
+            self.tokenizer.encode_batch([s for s, _ in pairs]),
+            self.tokenizer.encode_batch([t for _, t in pairs]),
+        )
+
+    def model_config(self) -> Seq2SeqConfig:
+        """The run's model config completed with the data's facts: the one place they meet."""
+        tok = self.tokenizer
+        return dataclasses.replace(
+            self.config.model, src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, pad_id=tok.pad_id
+        )
+
+    def _batches(self, data, *, epoch: int, shuffle: bool) -> list[list[int]]:
+        src, tgt = data
+        # +1 for the EOS (source) or BOS/EOS (target) each side gains in the batch
+        lengths = [max(len(s), len(t)) + 1 for s, t in zip(src, tgt, strict=True)]
+        return token_budget_batches(
+            lengths,
+            max_tokens=self.config.data.max_tokens,
+            seed=self.config.train.seed,
+            epoch=epoch,
+            shuffle=shuffle,
+        )
+
+    def _make_batch(self, data, indices: list[int]) -> Seq2SeqBatch:
+        src, tgt = data
+        tok = self.tokenizer
+        return make_seq2seq_batch(
+            [src[i] for i in indices],
+            [tgt[i] for i in indices],
+            pad_id=tok.pad_id,
+            bos_id=tok.bos_id,
+            eos_id=tok.eos_id,
+        )
+
+    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1) -> Iterator[Seq2SeqBatch]:
+        batches = shard_batches(
+            self._batches(self._train, epoch=epoch, shuffle=True), rank=rank, world_size=world_size
+        )
+        for indices in batches:
+            yield self._make_batch(self._train, indices)
+
+    def loss(self, model: nn.Module, batch: Seq2SeqBatch, *, smoothing: float | None = None) -> LossOutput:
+        smoothing = self.config.data.label_smoothing if smoothing is None else smoothing
+        logits = model(batch.src_ids, batch.tgt_in, src_mask=batch.src_mask).logits
+        loss_sum = label_smoothed_cross_entropy(
+            logits, batch.tgt_out, smoothing=smoothing, ignore_index=self.tokenizer.pad_id, reduction="sum"
+        )
+        return LossOutput(loss_sum=loss_sum, n_items=batch.tgt_mask.sum())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation loss (no smoothing, so it is a true cross-entropy) and exact match of decoded outputs."""
+        device = next(model.parameters()).device
+        total, count = 0.0, 0
+        for indices in self._batches(self._valid, epoch=0, shuffle=False):
+            out = self.loss(model, self._make_batch(self._valid, indices).to(device), smoothing=0.0)
+            total += out.loss_sum.item()
+            count += int(out.n_items)
+        metrics = {"val_loss": total / max(count, 1)}
+        n = min(self.config.data.eval_decode, len(self.valid_pairs))
+        if n:
+            sources = [s for s, _ in self.valid_pairs[:n]]
+            hypotheses = translate(model, self.tokenizer, sources, config=self.config.decode)
+            metrics["exact_match"] = exact_match(
+                [h.text for h in hypotheses], [t for _, t in self.valid_pairs[:n]]
+            )
+        return metrics
+
+
+@dataclass
+class Translation:
+    text: str
+    score: float
+    tokens: list[int]
+    attention: torch.Tensor | None = None  # [target tokens incl. EOS, source tokens incl. EOS]
+    alternatives: list[tuple[str, float]] = field(default_factory=list)  # the n-best list, best first
+
+
+def translate(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    sentences: Sequence[str],
+    *,
+    config: DecodeConfig,
+    batch_size: int = 64,
+    n_best: int = 1,
+    return_attention: bool = False,
+) -> list[Translation]:
+    """Decode sentences in length-sorted batches (less padding), returned in input order."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = [ids + [tokenizer.eos_id] for ids in tokenizer.encode_batch(list(sentences))]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    results: list[Translation | None] = [None] * len(encoded)
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            src_ids, src_mask = pad_sequences([encoded[i] for i in chunk], pad_id=tokenizer.pad_id)
+            limit = min(config.max_new_tokens, src_ids.shape[1] + config.extra_tokens)
+            hyps = _search(
+                model,
+                src_ids.to(device),
+                src_mask.to(device),
+                tokenizer=tokenizer,
+                config=config,
+                limit=limit,
+                n_best=n_best,
+                return_attention=return_attention,
+            )
+            for i, nbest in zip(chunk, hyps, strict=True):
+                best = nbest[0]
+                results[i] = Translation(
+                    text=tokenizer.decode(best.tokens),
+                    score=best.score,
+                    tokens=best.tokens,
+                    # the batch pads sources to its longest: keep this sentence's own columns
+                    attention=None if best.attention is None else best.attention[:, : len(encoded[i])],
+                    alternatives=[(tokenizer.decode(h.tokens), h.score) for h in nbest],
+                )
+    finally:
+        model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+def _search(
+    model: nn.Module,
+    src_ids: torch.Tensor,
+    src_mask: torch.Tensor,
+    *,
+    tokenizer: Tokenizer,
+    config: DecodeConfig,
+    limit: int,
+    n_best: int,
+    return_attention: bool,
+) -> list[list[Hypothesis]]:
+    state = Seq2SeqState(model, src_ids, src_mask, need_weights=return_attention)
+    common = dict(
+        batch_size=src_ids.shape[0],
+        bos_id=tokenizer.bos_id,
+        eos_id=tokenizer.eos_id,
+        max_new_tokens=limit,
+        return_attention=return_attention,
+    )
+    if config.beam_size == 1 and n_best == 1:
+        return [[h] for h in greedy_search(state, **common)]
+    return beam_search(
+        state,
+        beam_size=max(config.beam_size, n_best),
+        length_penalty=config.length_penalty,
+        n_best=n_best,
+        **common,
+    )
+
+
+def plot_translation_attention(
+    tokenizer: Tokenizer, sentence: str, result: Translation, *, path: Path
+) -> Path:
+    """Cross-attention heatmap of one translation: source tokens (and EOS) across, output tokens down."""
+    if result.attention is None:
+        raise ValueError(
+            "this translation carries no attention weights: translate with return_attention=True"
+        )
+    # "·" makes a space token visible on the axis
+    source = [tokenizer.decode([i]).replace(" ", "·") for i in tokenizer.encode(sentence)] + ["</s>"]
+    target = [tokenizer.decode([i]).replace(" ", "·") for i in result.tokens]
+    target += ["</s>"] * (result.attention.shape[0] - len(target))  # the EOS row, when one was emitted
+    return plot_attention(
+        result.attention,
+        source_tokens=source,
+        target_tokens=target,
+        path=path,
+        title=f"{sentence!r} -> {result.text!r}",
+    )
