@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from tformer.training.checkpoint import load_checkpoint
+from tformer.training.logging import RunLogger
 from tformer.training.losses import LossOutput
 from tformer.training.trainer import FitResult, TrainConfig, Trainer
 
@@ -179,6 +181,12 @@ def test_early_stopping_and_best_checkpoint(tmp_path: Path, mode: str, values: l
     assert again.step == 10 and again.history == []
 
 
+def test_nan_metric_never_becomes_the_best(tmp_path: Path) -> None:
+    task = ScriptedEvalTask([float("nan"), 2.0, float("nan")])
+    result = _fit(_model(), task, tmp_path, max_steps=3, eval_every=1, metric="score")
+    assert (result.best_step, result.best_metric) == (2, 2.0)
+
+
 def test_keep_last_prunes_numbered_checkpoints(tmp_path: Path) -> None:
     _fit(_model(), ToyTask(), tmp_path, max_steps=5, checkpoint_every=1, eval_every=2, keep_last=2)
     names = sorted(path.name for path in tmp_path.glob("*.safetensors"))
@@ -216,6 +224,29 @@ def test_run_json_and_log_jsonl(tmp_path: Path) -> None:
         assert record["lr"] == pytest.approx(1e-2) and record["items_per_s"] > 0 and record["loss"] > 0
     assert [r["step"] for r in records if "val_loss" in r] == [3, 6]
     assert (tmp_path / "tensorboard").is_dir()
+
+
+def test_readable_log_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="tformer"):
+        _fit(_model(), ToyTask(), tmp_path, max_steps=4, log_every=2, eval_every=4)
+    lines = [record.getMessage() for record in caplog.records if record.name == "tformer"]
+    assert [line.split(" | ")[0] for line in lines] == ["step 2", "step 4", "step 4"]
+    assert lines[0].split(" | ")[1].startswith("loss ") and lines[2].split(" | ")[1].startswith("val_loss ")
+
+
+def test_run_logger_on_resume_drops_records_after_the_checkpoint(tmp_path: Path) -> None:
+    lines = [json.dumps({"step": step, "loss": 1.0}) for step in range(1, 6)]
+    (tmp_path / "log.jsonl").write_text("\n".join(lines) + '\n{"step": 6, "lo')  # killed mid-write
+    run_logger = RunLogger(tmp_path, enabled=True, start_step=3)
+    run_logger.log({"step": 4, "loss": 0.5})
+    run_logger.close()
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert records == [
+        {"step": 1, "loss": 1.0},
+        {"step": 2, "loss": 1.0},
+        {"step": 3, "loss": 1.0},
+        {"step": 4, "loss": 0.5},
+    ]
 
 
 def test_log_loss_is_the_item_weighted_mean_of_the_interval(tmp_path: Path) -> None:

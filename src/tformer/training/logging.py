@@ -90,11 +90,24 @@ class RunLogger:
     it, left by an interrupted run, are dropped so the log reads as one uninterrupted run.
     """
 
-    def __init__(self, out_dir: Path, *, enabled: bool, start_step: int = 0) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        enabled: bool,
+        start_step: int = 0,
+        total_steps: int | None = None,
+        progress_bar: bool = False,
+    ) -> None:
         self.enabled = enabled
         self.out_dir = Path(out_dir)
         self._jsonl = None
         self._tensorboard = None
+        # tqdm draws only on a terminal: in files and CI logs a bar is noise, the log lines say it all
+        show_bar = enabled and progress_bar and sys.stderr.isatty()
+        self._bar = tqdm(
+            total=total_steps, initial=start_step, disable=not show_bar, desc="train", unit="step"
+        )
         if not enabled:
             return
         _ensure_stdout_handler()
@@ -123,11 +136,21 @@ class RunLogger:
                 if key != "step" and isinstance(value, (int, float)):
                     self._tensorboard.add_scalar(key, value, record["step"])
 
+    def advance(self, **postfix: str) -> None:
+        """One more update done: move the progress bar and show `postfix` (loss, lr, items/s) beside it."""
+        self._bar.update(1)
+        self._bar.set_postfix(postfix, refresh=False)
+
     def info(self, message: str) -> None:
         if self.enabled:
             logger.info(message)
 
+    def warning(self, message: str) -> None:
+        if self.enabled:
+            logger.warning(message)
+
     def close(self) -> None:
+        self._bar.close()
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None

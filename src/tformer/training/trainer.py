@@ -15,7 +15,6 @@ import math
 import os
 import platform
 import re
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,6 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 import tformer
 from tformer.seeding import capture_rng_state, restore_rng_state, seed_everything
@@ -48,6 +46,7 @@ BEST_CHECKPOINT = "best.safetensors"
 _NUMBERED = re.compile(r"step-(\d+)\.safetensors")
 _PRECISIONS = ("fp32", "bf16", "fp16")
 _METRIC_MODES = ("min", "max")
+_AT_LEAST_ONE = ("max_steps", "grad_accum_steps", "eval_every", "checkpoint_every", "log_every")
 
 
 class Batch(Protocol):
@@ -64,13 +63,14 @@ class TrainingTask(Protocol):
     def evaluate(self, model: nn.Module) -> dict[str, float]: ...
 
 
-def _require(condition: bool, name: str, value: Any, valid: str) -> None:
-    if not condition:
-        raise ValueError(f"TrainConfig.{name}={value!r} is invalid: must be {valid}")
+def _int_at_least(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _number_above(value: Any, low: float, *, inclusive: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value >= low if inclusive else value > low
 
 
 @dataclass
@@ -97,53 +97,40 @@ class TrainConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "grad_accum_steps", "eval_every", "checkpoint_every", "log_every"):
-            value = getattr(self, name)
-            _require(_is_int(value) and value >= 1, name, value, "an integer >= 1")
-        _require(
-            _is_int(self.keep_last) and self.keep_last >= 0, "keep_last", self.keep_last, "an integer >= 0"
-        )
-        _require(_is_int(self.seed), "seed", self.seed, "an integer")
-        _require(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", self.lr, "a positive number")
-        _require(isinstance(self.eps, (int, float)) and self.eps > 0, "eps", self.eps, "a positive number")
-        _require(
-            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
-            "weight_decay",
-            self.weight_decay,
-            "a number >= 0",
-        )
-        # YAML gives lists; the optimizer wants a pair of floats in [0, 1)
-        _require(
-            isinstance(self.betas, (tuple, list))
-            and len(self.betas) == 2
-            and all(0 <= b < 1 for b in self.betas),
-            "betas",
-            self.betas,
-            "two numbers in [0, 1)",
-        )
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        if isinstance(self.betas, list):  # YAML has no tuples
+            self.betas = tuple(self.betas)
         if not isinstance(self.schedule, ScheduleConfig):
             raise TypeError(
                 f"TrainConfig.schedule must be a ScheduleConfig, got {type(self.schedule).__name__}"
             )
-        _require(
-            self.clip_norm is None or (isinstance(self.clip_norm, (int, float)) and self.clip_norm > 0),
-            "clip_norm",
-            self.clip_norm,
-            "None (no clipping) or a positive number",
-        )
-        _require(isinstance(self.metric, str) and self.metric != "", "metric", self.metric, "a metric name")
-        _require(
-            self.metric_mode in _METRIC_MODES, "metric_mode", self.metric_mode, f"one of {_METRIC_MODES}"
-        )
+        betas_ok = isinstance(self.betas, tuple) and len(self.betas) == 2
         patience = self.early_stopping_patience
-        _require(
-            patience is None or (_is_int(patience) and patience >= 1),
-            "early_stopping_patience",
-            patience,
-            "None (never stop early) or an integer >= 1",
-        )
-        _require(self.precision in _PRECISIONS, "precision", self.precision, f"one of {_PRECISIONS}")
+        checks = [
+            *((name, _int_at_least(getattr(self, name), 1), "an integer >= 1") for name in _AT_LEAST_ONE),
+            ("keep_last", _int_at_least(self.keep_last, 0), "an integer >= 0"),
+            ("seed", _int_at_least(self.seed, 0), "an integer >= 0"),
+            ("lr", _number_above(self.lr, 0), "a number > 0"),
+            ("eps", _number_above(self.eps, 0), "a number > 0"),
+            ("weight_decay", _number_above(self.weight_decay, 0, inclusive=True), "a number >= 0"),
+            (
+                "betas",
+                betas_ok and all(_number_above(b, 0, inclusive=True) and b < 1 for b in self.betas),
+                "two numbers in [0, 1)",
+            ),
+            ("clip_norm", self.clip_norm is None or _number_above(self.clip_norm, 0), "None or a number > 0"),
+            ("metric", isinstance(self.metric, str) and self.metric != "", "a metric name"),
+            ("metric_mode", self.metric_mode in _METRIC_MODES, f"one of {_METRIC_MODES}"),
+            (
+                "early_stopping_patience",
+                patience is None or _int_at_least(patience, 1),
+                "None or an integer >= 1",
+            ),
+            ("precision", self.precision in _PRECISIONS, f"one of {_PRECISIONS}"),
+            ("device", isinstance(self.device, str), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ]
+        for name, ok, valid in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid: must be {valid}")
 
 
 @dataclass
@@ -297,11 +284,17 @@ class Trainer:
             else:
                 # Only rank 0's RNG is checkpointed; other ranks get a fresh stream tied to the resume step.
                 seed_everything((cfg.seed + ctx.rank + 1_000_003 * progress["step"]) % 2**32)
-        logger = RunLogger(self.out_dir, enabled=ctx.is_main, start_step=progress["step"])
+        logger = RunLogger(
+            self.out_dir,
+            enabled=ctx.is_main,
+            start_step=progress["step"],
+            total_steps=cfg.max_steps,
+            progress_bar=cfg.progress_bar,
+        )
         if resumed:
             logger.info(f"resuming from {last} at step {progress['step']}")
             if ckpt.run_config != self.run_config:
-                logger.info("warning: the run config differs from the one stored in the checkpoint")
+                logger.warning(f"the run config differs from the one stored in {last}")
         elif resume:
             logger.info(f"no {last} to resume from; starting a fresh run")
         logger.write_run_info(self._run_info(ctx, resumed_from=progress["step"] if resumed else None))
@@ -330,10 +323,6 @@ class Trainer:
         batches = _micro_batches(
             self.task, epoch=progress["epoch"], skip=progress["batch_in_epoch"], ctx=run.ctx
         )
-        show_bar = cfg.progress_bar and run.ctx.is_main and sys.stderr.isatty()
-        bar = tqdm(
-            total=cfg.max_steps, initial=progress["step"], disable=not show_bar, desc="train", unit="step"
-        )
         interval = {"loss_sum": 0.0, "n_items": 0.0, "seconds": 0.0}  # since the last log line
         stop = self._patience_exhausted(progress)
         run.model.train()
@@ -352,8 +341,7 @@ class Trainer:
             seconds = time.perf_counter() - started
             for key, value in (("loss_sum", loss_sum), ("n_items", n_items), ("seconds", seconds)):
                 interval[key] += value
-            bar.update(1)
-            bar.set_postfix(
+            run.logger.advance(
                 loss=f"{loss_sum / n_items:.4f}", lr=f"{lr:.3g}", items_s=f"{n_items / seconds:.0f}"
             )
             if step % cfg.log_every == 0:
@@ -371,7 +359,6 @@ class Trainer:
                 stop = self._evaluate(run, step)
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop:
                 self._save_periodic(run, step)
-        bar.close()
 
     def _accumulate(self, run: _Run, batches: Iterator[tuple[int, int, Batch]]) -> tuple[float, float]:
         """Forward/backward grad_accum_steps micro-batches; return the window's global (loss_sum, n_items)."""
@@ -434,7 +421,10 @@ class Trainer:
         metric = broadcast_from_main(value, run.ctx).item()
         run.scheduler.step_metric(metric)
         best = progress["best_metric"]
-        improved = best is None or (metric < best if cfg.metric_mode == "min" else metric > best)
+        # a NaN metric never becomes the best (every comparison with it is False, so nothing would beat it)
+        improved = math.isfinite(metric) and (
+            best is None or (metric < best if cfg.metric_mode == "min" else metric > best)
+        )
         if improved:
             progress.update(best_metric=metric, best_step=step, bad_evals=0)
             self._save(run, self.out_dir / BEST_CHECKPOINT)
@@ -444,7 +434,7 @@ class Trainer:
         if stop:
             run.logger.info(
                 f"early stopping at step {step}: {cfg.metric} has not improved for {progress['bad_evals']} "
-                f"evaluations (best {progress['best_metric']:.4g} at step {progress['best_step']})"
+                f"evaluations (best {progress['best_metric']} at step {progress['best_step']})"
             )
         return stop
 
