@@ -107,6 +107,22 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
     _assert_same_parameters(resumed.state_dict(), fresh.state_dict())
 
 
+def test_resume_warns_only_when_the_run_config_changed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fit(run_config: dict, max_steps: int) -> None:
+        config = toy_config(max_steps=max_steps, checkpoint_every=1)
+        Trainer(_model(), ToyTask(), config, out_dir=tmp_path, run_config=run_config).fit(resume=True)
+
+    with caplog.at_level(logging.WARNING, logger="tformer"):
+        fit({"betas": (0.9, 0.98)}, 2)
+        fit({"betas": (0.9, 0.98)}, 3)  # the tuple comes back from the checkpoint as a list: still equal
+        assert not caplog.records
+        fit({"betas": (0.5, 0.5)}, 4)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "run config differs" in caplog.records[0].getMessage()
+
+
 class NaNTask(ToyTask):
     def __init__(self, *, nan_at_call: int) -> None:
         super().__init__()

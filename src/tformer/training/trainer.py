@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import os
 import platform
@@ -293,7 +294,8 @@ class Trainer:
         )
         if resumed:
             logger.info(f"resuming from {last} at step {progress['step']}")
-            if ckpt.run_config != self.run_config:
+            # compare as the checkpoint stores it: JSON turned tuples into lists
+            if ckpt.run_config != json.loads(json.dumps(self.run_config, default=str)):
                 logger.warning(f"the run config differs from the one stored in {last}")
         elif resume:
             logger.info(f"no {last} to resume from; starting a fresh run")
