@@ -86,10 +86,11 @@ def test_repeated_sigkill_then_resume_is_bit_identical(tmp_path: Path) -> None:
     reference_dir, killed_dir = tmp_path / "uninterrupted", tmp_path / "killed"
     reference = subprocess.Popen(_command(reference_dir), env=_env(), stdout=subprocess.DEVNULL)
     # Three kills in a row, each in a later part of the run than the last one's log reached (a resumed run
-    # truncates the log only after its start-up, so an earlier target could fire on the stale log).
+    # truncates the log only after its start-up, so an earlier target could fire on the stale log). The last
+    # target leaves >= 6 updates (>= 60 ms of sleep) so that the run cannot finish before the kill lands.
     rng = random.Random(0)
     killed_at = 0
-    for low, high in ((1, 6), (9, 13), (17, 20)):
+    for low, high in ((1, 6), (8, 12), (15, 18)):
         target = max(rng.randint(low, high), killed_at + 1)
         # a few ms past the logged step lands in that step's eval/checkpoint save or in the next update
         killed_at = _run_and_kill(killed_dir, after_step=target, extra_delay_s=rng.uniform(0.0, 0.02))
