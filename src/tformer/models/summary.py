@@ -35,10 +35,17 @@ class ModelSummary:
             "-" * (width + 33),
             f"total parameters:     {self.total_params:,}",
             f"trainable parameters: {self.trainable_params:,}",
-            f"forward FLOPs/token:  {self.forward_flops_per_token / 1e6:,.1f} M "
-            f"(training ~3x: {3 * self.forward_flops_per_token / 1e6:,.1f} M; counted on {self.tokens} tokens)",
+            f"forward FLOPs/token:  {_si(self.forward_flops_per_token)} "
+            f"(training ~3x: {_si(3 * self.forward_flops_per_token)}; counted on {self.tokens} tokens)",
         ]
         return "\n".join(lines)
+
+
+def _si(value: float) -> str:
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.1f} {prefix}"
+    return f"{value:.0f} "
 
 
 def _first_tensor(output) -> Tensor | None:
