@@ -32,16 +32,6 @@ SOURCES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices: a second intra-op thread gains nothing, and on a busy 2-core machine it makes every op
-    # wait for a free core (measured: 50x slower under load). One thread keeps the file fast anywhere.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> Seq2SeqTransformer:
     """A random tiny model whose sentences end at different steps, some only at the length limit.

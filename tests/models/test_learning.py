@@ -52,16 +52,6 @@ class Recipe:
     seed: int = 0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The matrices are tiny: a second intra-op thread gains nothing and, on a busy 2-core machine, makes every
-    # step wait for a core. One thread keeps the test fast wherever it runs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_sequence(rng: random.Random) -> list[int]:
     return [rng.choice(SYMBOLS) for _ in range(rng.randint(MIN_LEN, MAX_LEN))]
 

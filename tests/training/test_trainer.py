@@ -21,15 +21,6 @@ from .toy_task import ToyBatch, ToyModel, ToyTask, toy_config
 RUN_CONFIG = {"task": "toy", "model": {"d_model": 16}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny tensors: extra threads only add synchronisation, which on a busy 2-core machine costs 10x.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(*, dropout: float = 0.0) -> ToyModel:
     torch.manual_seed(0)
     return ToyModel(dropout=dropout)

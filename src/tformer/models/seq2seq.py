@@ -149,7 +149,7 @@ class Seq2SeqTransformer(nn.Module):
                     nn.init.zeros_(module.bias)
         # Embeddings ~ N(0, d_model^-0.5): after the sqrt(d_model) scale the inputs have unit variance, and a
         # tied output projection starts with logits of unit scale.
-        for embed in {self.src_embed, self.tgt_embed}:
+        for embed in dict.fromkeys((self.src_embed, self.tgt_embed)):  # fixed order; a shared table once
             nn.init.normal_(embed.weight, mean=0.0, std=self.config.d_model**-0.5)
             with torch.no_grad():
                 embed.weight[self.config.pad_id].zero_()
