@@ -1,0 +1,133 @@
+"""Checkpoint averaging, as in "Attention Is All You Need" (section 6.1: the base models average the last 5
+checkpoints, written at 10-minute intervals; the big models the last 20).
+
+The average of nearby points on the training trajectory usually scores a little better than any one of them.
+Only model weights are averaged; the result is for evaluation and translation, not for resuming training.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from tformer.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+_NUMBERED = re.compile(r"step-(\d+)\.safetensors")  # the trainer's step-NNNNNN.safetensors
+
+
+def last_n_checkpoints(out_dir: str | Path, n: int) -> list[Path]:
+    """The newest `n` numbered step-*.safetensors checkpoints in `out_dir`, oldest first (so the last is the newest)."""
+    out_dir = Path(out_dir)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if not out_dir.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {out_dir} does not exist or is not a directory")
+    by_step = {}
+    for path in out_dir.glob("step-*.safetensors"):
+        match = _NUMBERED.fullmatch(path.name)
+        if match:
+            by_step[int(match.group(1))] = path
+    if len(by_step) < n:
+        raise ValueError(
+            f"asked for the last {n} checkpoints but {out_dir} holds {len(by_step)} numbered ones "
+            f"(step-*.safetensors); average fewer, or keep more while training (keep_last)"
+        )
+    return [by_step[step] for step in sorted(by_step)[-n:]]
+
+
+def average_checkpoints(paths: list[Path], *, output: Path) -> Path:
+    """Write to `output` a checkpoint whose weights are the mean of those in `paths`; return `output`.
+
+    All checkpoints must hold the same parameter names, shapes, dtypes and weight tying. Floating tensors are
+    averaged in float64 and cast back to their dtype; integer and bool buffers (counters) are taken from the
+    last checkpoint. The run config, tokenizer and progress come from the last checkpoint, with
+    progress["averaged_from"] = the file names; no optimizer, scheduler, scaler or RNG state is written.
+    Do not name `output` step-*.safetensors in the same directory, or last_n_checkpoints will pick it up.
+    """
+    if isinstance(paths, (str, Path)):
+        raise TypeError(f"paths must be a list of checkpoint paths, got the single path {str(paths)!r}")
+    paths = [Path(path) for path in paths]
+    if not paths:
+        raise ValueError("average_checkpoints needs at least one checkpoint path, got an empty list")
+    resolved = [path.resolve() for path in paths]
+    duplicates = sorted(
+        {str(path) for path, real in zip(paths, resolved, strict=True) if resolved.count(real) > 1}
+    )
+    if duplicates:
+        raise ValueError(f"checkpoints listed more than once would be over-weighted: {duplicates}")
+    checkpoints = [load_checkpoint(path) for path in paths]
+    last = checkpoints[-1]
+    tied_groups = _tied_groups(last.model_state)
+    for ckpt in checkpoints[:-1]:
+        _check_same_layout(ckpt, last, tied_groups)
+    averaged: dict[str, Tensor] = {}
+    for group in tied_groups:
+        reference = last.model_state[group[0]]
+        if reference.is_floating_point():
+            total = sum(ckpt.model_state[group[0]].to(torch.float64) for ckpt in checkpoints)
+            value = (total / len(checkpoints)).to(reference.dtype)
+        else:
+            value = reference.clone()
+        for name in group:  # the same tensor object under each tied name, so the tie is saved as such
+            averaged[name] = value
+    progress = {**last.progress, "averaged_from": [path.name for path in paths]}
+    return save_checkpoint(
+        output,
+        model=_module_holding(averaged),
+        progress=progress,
+        run_config=last.run_config,
+        tokenizer=last.tokenizer,
+    )
+
+
+def _tied_groups(state: dict[str, Tensor]) -> list[list[str]]:
+    """Names grouped by tensor object, in state order: load_checkpoint gives tied weights one shared tensor."""
+    groups: dict[int, list[str]] = {}
+    for name, tensor in state.items():
+        groups.setdefault(id(tensor), []).append(name)
+    return list(groups.values())
+
+
+def _check_same_layout(ckpt: Checkpoint, last: Checkpoint, tied_groups: list[list[str]]) -> None:
+    """ValueError naming `ckpt`'s file and the first difference from the last checkpoint."""
+    where = f"{ckpt.path} does not match the last checkpoint {last.path}"
+    extra = [name for name in ckpt.model_state if name not in last.model_state]
+    missing = [name for name in last.model_state if name not in ckpt.model_state]
+    if missing:
+        raise ValueError(f"{where}: it lacks {missing[0]!r} ({len(missing)} names missing)")
+    if extra:
+        raise ValueError(f"{where}: it has {extra[0]!r}, which the last one lacks ({len(extra)} extra names)")
+    for name, tensor in last.model_state.items():
+        other = ckpt.model_state[name]
+        if other.shape != tensor.shape or other.dtype != tensor.dtype:
+            raise ValueError(
+                f"{where}: {name!r} is {tuple(other.shape)} {other.dtype} there, "
+                f"{tuple(tensor.shape)} {tensor.dtype} in the last one"
+            )
+    for group in tied_groups:
+        for name in group[1:]:
+            if ckpt.model_state[name] is not ckpt.model_state[group[0]]:
+                raise ValueError(f"{where}: {name!r} is tied to {group[0]!r} in the last one, not there")
+    if len(_tied_groups(ckpt.model_state)) != len(tied_groups):
+        raise ValueError(f"{where}: it ties weights that the last one keeps separate")
+
+
+def _module_holding(state: dict[str, Tensor]) -> nn.Module:
+    """A module whose state_dict() is `state` (dotted names become submodules), for save_checkpoint."""
+    modules = {"": nn.Module()}  # dotted prefix -> module
+
+    def module_at(prefix: str) -> nn.Module:
+        if prefix not in modules:
+            parent, _, child = prefix.rpartition(".")
+            modules[prefix] = nn.Module()
+            module_at(parent).add_module(child, modules[prefix])
+        return modules[prefix]
+
+    for name, tensor in state.items():
+        prefix, _, leaf = name.rpartition(".")
+        module_at(prefix).register_buffer(leaf, tensor)
+    assert modules[""].state_dict().keys() == state.keys()
+    return modules[""]
