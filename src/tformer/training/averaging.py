@@ -58,19 +58,25 @@ def average_checkpoints(paths: list[Path], *, output: Path) -> Path:
     )
     if duplicates:
         raise ValueError(f"checkpoints listed more than once would be over-weighted: {duplicates}")
-    checkpoints = [load_checkpoint(path) for path in paths]
-    last = checkpoints[-1]
+    last = load_checkpoint(paths[-1])
     tied_groups = _tied_groups(last.model_state)
-    for ckpt in checkpoints[:-1]:
+    # One float64 running sum per floating tensor (one per tie group); the other checkpoints are read one at
+    # a time, so memory holds two checkpoints and the sums however many are averaged (the paper's big model
+    # averages 20).
+    sums = {
+        group[0]: last.model_state[group[0]].to(torch.float64, copy=True)
+        for group in tied_groups
+        if last.model_state[group[0]].is_floating_point()
+    }
+    for path in paths[:-1]:
+        ckpt = load_checkpoint(path)
         _check_same_layout(ckpt, last, tied_groups)
+        for name, total in sums.items():
+            total += ckpt.model_state[name]
+    means = {name: (total / len(paths)).to(last.model_state[name].dtype) for name, total in sums.items()}
     averaged: dict[str, Tensor] = {}
     for group in tied_groups:
-        reference = last.model_state[group[0]]
-        if reference.is_floating_point():
-            total = sum(ckpt.model_state[group[0]].to(torch.float64) for ckpt in checkpoints)
-            value = (total / len(checkpoints)).to(reference.dtype)
-        else:
-            value = reference.clone()
+        value = means.get(group[0], last.model_state[group[0]])  # integer buffers: the last one's
         for name in group:  # the same tensor object under each tied name, so the tie is saved as such
             averaged[name] = value
     progress = {**last.progress, "averaged_from": [path.name for path in paths]}
