@@ -3,30 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 from tformer.cli.common import DEVICE_HELP
-from tformer.metrics.text import exact_match
-from tformer.tasks.runs import load_trained
-from tformer.tasks.translation import load_pairs, translate
+from tformer.tasks.evaluation import evaluate_checkpoint
+from tformer.tasks.translation_data import OUT_OF_DOMAIN_SPLIT
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="evaluate a checkpoint on a held-out split",
-        description="Decode a held-out split with the checkpoint's model and tokenizer; print and save metrics.",
+        description=(
+            "Decode a held-out split with the checkpoint's model and tokenizers; write the hypotheses; print "
+            "exact match, BLEU on lowercased tokenized text (as published Multi30k numbers), and cased "
+            "detokenized sacreBLEU and chrF with their signatures."
+        ),
     )
     p.add_argument(
         "checkpoint", metavar="CHECKPOINT", help="a .safetensors checkpoint written by `tformer train`"
     )
     p.add_argument(
-        "--split", default="test", choices=["valid", "test"], help="which split to decode (default: test)"
+        "--split",
+        default="test",
+        choices=["valid", "test", OUT_OF_DOMAIN_SPLIT],
+        help=f"split to decode (default: test; {OUT_OF_DOMAIN_SPLIT}: IWSLT14 TED talks, de/en Multi30k models)",
     )
     p.add_argument(
-        "--n", type=int, default=1000, help="examples to decode, for generated data sets (default: 1000)"
+        "--n",
+        type=int,
+        default=None,
+        help="decode only the first N pairs (generated data sets: draw N; default: the run's data.n_valid)",
     )
     p.add_argument(
         "--beam", type=int, default=None, help="beam size (default: the run config's decode.beam_size)"
@@ -39,24 +47,21 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
-    trained = load_trained(args.checkpoint, device=args.device)
-    config = trained.config
-    decode = config.decode if args.beam is None else dataclasses.replace(config.decode, beam_size=args.beam)
-    data = dataclasses.replace(config.data, n_valid=args.n)
-    pairs = load_pairs(data, args.split, seed=config.train.seed)
-    outputs = translate(trained.model, trained.tokenizer, [s for s, _ in pairs], config=decode)
-    hypotheses = [o.text for o in outputs]
-    metrics = {
-        "split": args.split,
-        "n": len(pairs),
-        "beam_size": decode.beam_size,
-        "exact_match": exact_match(hypotheses, [t for _, t in pairs]),
-    }
+    if args.beam is not None and args.beam < 1:
+        raise ValueError(f"--beam must be >= 1, got {args.beam}")
+    result = evaluate_checkpoint(
+        args.checkpoint, split=args.split, n=args.n, beam_size=args.beam, device=args.device
+    )
     output = args.output or Path(args.checkpoint).with_name(f"hypotheses.{args.split}.txt")
-    output.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
-    print(f"exact match on {metrics['n']} {args.split} examples: {100 * metrics['exact_match']:.2f}%")
+    output.write_text("".join(h + "\n" for h in result.hypotheses), encoding="utf-8")
+    m = result.metrics
+    print(f"{m['n']} {args.split} sentences, beam {m['beam_size']}")
+    print(f"  exact match:                       {100 * m['exact_match']:.2f}%")
+    print(f"  BLEU, lowercased tokenized text:   {m['bleu_lowercase_tokenized']:.2f}")
+    print(f"  sacreBLEU, cased detokenized:      {m['sacrebleu']:.2f}  ({m['sacrebleu_signature']})")
+    print(f"  chrF:                              {m['chrf']:.2f}  ({m['chrf_signature']})")
     print(f"hypotheses: {output}")
-    print(json.dumps(metrics))
+    print(json.dumps(m))
     return 0

@@ -6,9 +6,9 @@ import argparse
 import logging
 import sys
 
-from tformer.cli import demo, evaluate, info, train, translate
+from tformer.cli import data, demo, evaluate, info, reproduce, train, translate
 
-COMMANDS = [demo, train, evaluate, translate, info]
+COMMANDS = [demo, train, evaluate, translate, reproduce, data, info]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -75,10 +75,10 @@ def _clip(sentences: list[str], trained: TrainedModel) -> list[str]:
     limit = trained.config.model.max_len - 1  # one position for EOS
     clipped = []
     for number, sentence in enumerate(sentences, 1):
-        ids = trained.tokenizer.encode(sentence)
+        ids = trained.tokenizers.source.encode(sentence)
         if len(ids) > limit:
             warn(f"input {number} has {len(ids)} tokens; the model takes {limit}: it was truncated")
-            sentence = trained.tokenizer.decode(ids[:limit])
+            sentence = trained.tokenizers.source.decode(ids[:limit])
         clipped.append(sentence)
     return clipped
 
@@ -92,7 +92,7 @@ def _interactive(trained: TrainedModel, options: argparse.Namespace, decode) -> 
             print(file=sys.stderr)
             return 0
         result = translate(
-            trained.model, trained.tokenizer, _clip([line], trained), config=decode, n_best=options.n_best
+            trained.model, trained.tokenizers, _clip([line], trained), config=decode, n_best=options.n_best
         )
         print(_format(result[0], options.n_best), flush=True)
 
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     results = translate(
         trained.model,
-        trained.tokenizer,
+        trained.tokenizers,
         _clip(sentences, trained),
         config=decode,
         batch_size=args.batch_size,
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     _write((_format(r, args.n_best) for r in results), args.output)
     if args.plot_attention:
         png = plot_translation_attention(
-            trained.tokenizer, sentences[0], results[0], path=args.plot_attention
+            trained.tokenizers, sentences[0], results[0], path=args.plot_attention
         )
         print(f"attention map: {png}", file=sys.stderr)
     return 0

@@ -14,7 +14,9 @@ and is for encoder models that never decode free text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
@@ -203,3 +205,36 @@ def _as_id_list(ids: Iterable[int], *, vocab_size: int) -> list[int]:
     if bad:
         raise ValueError(f"token ids {bad[:8]} are outside the vocabulary [0, {vocab_size})")
     return raw
+
+
+@dataclass(frozen=True)
+class TokenizerPair:
+    """The source and target tokenizers of a translation model: one object twice when the vocabulary is joint."""
+
+    source: Tokenizer
+    target: Tokenizer
+
+    @classmethod
+    def joint(cls, tokenizer: Tokenizer) -> TokenizerPair:
+        return cls(tokenizer, tokenizer)
+
+    @property
+    def is_joint(self) -> bool:
+        return self.source is self.target
+
+    def to_json(self) -> str:
+        target = None if self.is_joint else self.target.to_json()
+        return json.dumps({"source": self.source.to_json(), "target": target})
+
+    @classmethod
+    def from_json(cls, text: str) -> TokenizerPair:
+        """Rebuild from `to_json()` output (plain JSON only, as stored in checkpoints)."""
+        try:
+            data = json.loads(text)
+            source, target = data["source"], data["target"]
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(
+                f"not a tokenizer-pair JSON (expected keys 'source' and 'target'): {err}"
+            ) from err
+        source_tokenizer = Tokenizer.from_json(source)
+        return cls(source_tokenizer, source_tokenizer if target is None else Tokenizer.from_json(target))

@@ -45,12 +45,12 @@ def run_demo(*, overrides: list[str], n_test: int = 1000) -> DemoResult:
     train_seconds = time.perf_counter() - start
     # Evaluate the best checkpoint, loaded exactly as a user's `tformer translate` would load it.
     trained = load_trained(out_dir / "best.safetensors")
-    model, tokenizer = trained.model, trained.tokenizer
+    model, tokenizers = trained.model, trained.tokenizers
     test_pairs = generate_date_pairs(n_test, seed=config.train.seed, split="test")
-    outputs = translate(model, tokenizer, [s for s, _ in test_pairs], config=config.decode)
+    outputs = translate(model, tokenizers, [s for s, _ in test_pairs], config=config.decode)
     accuracy = exact_match([o.text for o in outputs], [t for _, t in test_pairs])
-    shown = translate(model, tokenizer, EXAMPLES, config=config.decode, return_attention=True)
-    png = plot_translation_attention(tokenizer, EXAMPLES[0], shown[0], path=out_dir / "attention.png")
+    shown = translate(model, tokenizers, EXAMPLES, config=config.decode, return_attention=True)
+    png = plot_translation_attention(tokenizers, EXAMPLES[0], shown[0], path=out_dir / "attention.png")
     return DemoResult(
         exact_match=accuracy,
         n_test=n_test,

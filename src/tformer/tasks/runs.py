@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from tformer.config import flatten, from_dict, load_yaml_with_lines, merge, parse_overrides, to_dict
-from tformer.data.tokenizers import Tokenizer
+from tformer.data.tokenizers import TokenizerPair
 from tformer.models.seq2seq import Seq2SeqTransformer
 from tformer.tasks.translation import TranslationRunConfig, TranslationTask
 from tformer.training.checkpoint import load_checkpoint, load_model_weights
@@ -63,11 +63,11 @@ def train(config: TranslationRunConfig, *, resume: bool = False) -> tuple[FitRes
     """
     out_dir = Path(config.out_dir)
     last = out_dir / "last.safetensors"
-    tokenizer = None
+    tokenizers = None
     if resume and last.is_file():
-        tokenizer = Tokenizer.from_json(load_checkpoint(last).tokenizer)
+        tokenizers = TokenizerPair.from_json(load_checkpoint(last).tokenizer)
     torch.manual_seed(config.train.seed)  # the model's initial weights
-    task = TranslationTask(config, tokenizer=tokenizer)
+    task = TranslationTask(config, tokenizers=tokenizers)
     resolved = dataclasses.replace(config, model=task.model_config())
     model = Seq2SeqTransformer(resolved.model)
     trainer = Trainer(
@@ -76,7 +76,7 @@ def train(config: TranslationRunConfig, *, resume: bool = False) -> tuple[FitRes
         config.train,
         out_dir=out_dir,
         run_config=to_dict(resolved),
-        tokenizer_json=task.tokenizer.to_json(),
+        tokenizer_json=task.tokenizers.to_json(),
     )
     return trainer.fit(resume=resume), task, out_dir
 
@@ -85,7 +85,7 @@ def train(config: TranslationRunConfig, *, resume: bool = False) -> tuple[FitRes
 class TrainedModel:
     config: TranslationRunConfig
     model: Seq2SeqTransformer
-    tokenizer: Tokenizer
+    tokenizers: TokenizerPair
     progress: dict
 
 
@@ -105,5 +105,5 @@ def load_trained(path: str | Path, *, device: str = "auto") -> TrainedModel:
     load_model_weights(model, ckpt)
     model.to(resolve_device(device)).eval()
     return TrainedModel(
-        config=config, model=model, tokenizer=Tokenizer.from_json(ckpt.tokenizer), progress=ckpt.progress
+        config=config, model=model, tokenizers=TokenizerPair.from_json(ckpt.tokenizer), progress=ckpt.progress
     )

@@ -21,40 +21,15 @@ from tformer.data.batching import (
     shard_batches,
     token_budget_batches,
 )
-from tformer.data.dates import generate_date_pairs
-from tformer.data.tokenizers import Tokenizer, train_bpe_tokenizer, train_char_tokenizer
+from tformer.data.tokenizers import Tokenizer, TokenizerPair
 from tformer.decoding import Hypothesis, Seq2SeqState, beam_search, greedy_search
+from tformer.metrics.bleu import tokenized_lowercase_bleu
 from tformer.metrics.text import exact_match
 from tformer.models.seq2seq import Seq2SeqConfig
+from tformer.tasks.translation_data import TranslationDataConfig, build_tokenizers, load_pairs
 from tformer.training.losses import LossOutput, label_smoothed_cross_entropy
 from tformer.training.trainer import TrainConfig
 from tformer.viz.attention import plot_attention
-
-DATASETS = ("dates",)
-TOKENIZERS = ("char", "bpe")
-
-
-@dataclass(frozen=True)
-class TranslationDataConfig:
-    dataset: str = "dates"  # "dates": generated human-written dates -> ISO (the demo)
-    n_train: int = 20_000  # generated data sets only
-    n_valid: int = 500
-    tokenizer: str = "char"  # "char" or "bpe" (one joint vocabulary for source and target)
-    vocab_size: int = 8000  # bpe only
-    max_tokens: int = 4096  # per batch: examples x longest (source or target) length, padding included
-    label_smoothing: float = 0.1
-    eval_decode: int = 500  # validation sentences decoded at each evaluation (0: loss only)
-
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"data.dataset {self.dataset!r} is unknown (valid: {', '.join(DATASETS)})")
-        if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"data.tokenizer {self.tokenizer!r} is unknown (valid: {', '.join(TOKENIZERS)})")
-        for name in ("n_train", "n_valid", "vocab_size", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"data.label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 @dataclass(frozen=True)
@@ -82,38 +57,26 @@ class TranslationRunConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
-def load_pairs(config: TranslationDataConfig, split: str, *, seed: int) -> list[tuple[str, str]]:
-    n = config.n_train if split == "train" else config.n_valid
-    return generate_date_pairs(n, seed=seed, split=split)
-
-
-def build_tokenizer(config: TranslationDataConfig, pairs: Sequence[tuple[str, str]]) -> Tokenizer:
-    texts = [side for pair in pairs for side in pair]
-    if config.tokenizer == "char":
-        return train_char_tokenizer(texts)
-    return train_bpe_tokenizer(texts, vocab_size=config.vocab_size)
-
-
 class TranslationTask:
-    def __init__(self, config: TranslationRunConfig, *, tokenizer: Tokenizer | None = None) -> None:
+    def __init__(self, config: TranslationRunConfig, *, tokenizers: TokenizerPair | None = None) -> None:
         self.config = config
         self.train_pairs = load_pairs(config.data, "train", seed=config.train.seed)
         self.valid_pairs = load_pairs(config.data, "valid", seed=config.train.seed)
-        self.tokenizer = tokenizer or build_tokenizer(config.data, self.train_pairs)
+        self.tokenizers = tokenizers or build_tokenizers(config.data, self.train_pairs)
         self._train = self._encode(self.train_pairs)
         self._valid = self._encode(self.valid_pairs)
 
     def _encode(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]]]:
         return (
-            self.tokenizer.encode_batch([s for s, _ in pairs]),
-            self.tokenizer.encode_batch([t for _, t in pairs]),
+            self.tokenizers.source.encode_batch([s for s, _ in pairs]),
+            self.tokenizers.target.encode_batch([t for _, t in pairs]),
         )
 
     def model_config(self) -> Seq2SeqConfig:
         """The run's model config completed with the data's facts: the one place they meet."""
-        tok = self.tokenizer
+        src, tgt = self.tokenizers.source, self.tokenizers.target
         return dataclasses.replace(
-            self.config.model, src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, pad_id=tok.pad_id
+            self.config.model, src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, pad_id=tgt.pad_id
         )
 
     def _batches(self, data, *, epoch: int, shuffle: bool) -> list[list[int]]:
@@ -130,7 +93,7 @@ class TranslationTask:
 
     def _make_batch(self, data, indices: list[int]) -> Seq2SeqBatch:
         src, tgt = data
-        tok = self.tokenizer
+        tok = self.tokenizers.target  # the special ids are the same in every tformer tokenizer
         return make_seq2seq_batch(
             [src[i] for i in indices],
             [tgt[i] for i in indices],
@@ -150,13 +113,18 @@ class TranslationTask:
         smoothing = self.config.data.label_smoothing if smoothing is None else smoothing
         logits = model(batch.src_ids, batch.tgt_in, src_mask=batch.src_mask).logits
         loss_sum = label_smoothed_cross_entropy(
-            logits, batch.tgt_out, smoothing=smoothing, ignore_index=self.tokenizer.pad_id, reduction="sum"
+            logits,
+            batch.tgt_out,
+            smoothing=smoothing,
+            ignore_index=self.tokenizers.target.pad_id,
+            reduction="sum",
         )
         return LossOutput(loss_sum=loss_sum, n_items=batch.tgt_mask.sum())
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Validation loss (no smoothing, so it is a true cross-entropy) and exact match of decoded outputs."""
+        """Validation loss (no smoothing: a true cross-entropy); exact match and lowercased tokenized BLEU of
+        the first `data.eval_decode` validation sentences, decoded with the run's decode settings."""
         device = next(model.parameters()).device
         total, count = 0.0, 0
         for indices in self._batches(self._valid, epoch=0, shuffle=False):
@@ -167,10 +135,10 @@ class TranslationTask:
         n = min(self.config.data.eval_decode, len(self.valid_pairs))
         if n:
             sources = [s for s, _ in self.valid_pairs[:n]]
-            hypotheses = translate(model, self.tokenizer, sources, config=self.config.decode)
-            metrics["exact_match"] = exact_match(
-                [h.text for h in hypotheses], [t for _, t in self.valid_pairs[:n]]
-            )
+            hypotheses = translate(model, self.tokenizers, sources, config=self.config.decode)
+            texts, references = [h.text for h in hypotheses], [t for _, t in self.valid_pairs[:n]]
+            metrics["exact_match"] = exact_match(texts, references)
+            metrics["bleu"] = tokenized_lowercase_bleu(texts, references)
         return metrics
 
 
@@ -185,7 +153,7 @@ class Translation:
 
 def translate(
     model: nn.Module,
-    tokenizer: Tokenizer,
+    tokenizers: TokenizerPair,
     sentences: Sequence[str],
     *,
     config: DecodeConfig,
@@ -197,19 +165,20 @@ def translate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    encoded = [ids + [tokenizer.eos_id] for ids in tokenizer.encode_batch(list(sentences))]
+    source, target = tokenizers.source, tokenizers.target
+    encoded = [ids + [source.eos_id] for ids in source.encode_batch(list(sentences))]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     results: list[Translation | None] = [None] * len(encoded)
     try:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            src_ids, src_mask = pad_sequences([encoded[i] for i in chunk], pad_id=tokenizer.pad_id)
+            src_ids, src_mask = pad_sequences([encoded[i] for i in chunk], pad_id=source.pad_id)
             limit = min(config.max_new_tokens, src_ids.shape[1] + config.extra_tokens)
             hyps = _search(
                 model,
                 src_ids.to(device),
                 src_mask.to(device),
-                tokenizer=tokenizer,
+                target=target,
                 config=config,
                 limit=limit,
                 n_best=n_best,
@@ -218,12 +187,12 @@ def translate(
             for i, nbest in zip(chunk, hyps, strict=True):
                 best = nbest[0]
                 results[i] = Translation(
-                    text=tokenizer.decode(best.tokens),
+                    text=target.decode(best.tokens),
                     score=best.score,
                     tokens=best.tokens,
                     # the batch pads sources to its longest: keep this sentence's own columns
                     attention=None if best.attention is None else best.attention[:, : len(encoded[i])],
-                    alternatives=[(tokenizer.decode(h.tokens), h.score) for h in nbest],
+                    alternatives=[(target.decode(h.tokens), h.score) for h in nbest],
                 )
     finally:
         model.train(was_training)
@@ -235,7 +204,7 @@ def _search(
     src_ids: torch.Tensor,
     src_mask: torch.Tensor,
     *,
-    tokenizer: Tokenizer,
+    target: Tokenizer,
     config: DecodeConfig,
     limit: int,
     n_best: int,
@@ -244,8 +213,8 @@ def _search(
     state = Seq2SeqState(model, src_ids, src_mask, need_weights=return_attention)
     common = dict(
         batch_size=src_ids.shape[0],
-        bos_id=tokenizer.bos_id,
-        eos_id=tokenizer.eos_id,
+        bos_id=target.bos_id,
+        eos_id=target.eos_id,
         max_new_tokens=limit,
         return_attention=return_attention,
     )
@@ -261,7 +230,7 @@ def _search(
 
 
 def plot_translation_attention(
-    tokenizer: Tokenizer, sentence: str, result: Translation, *, path: Path
+    tokenizers: TokenizerPair, sentence: str, result: Translation, *, path: Path
 ) -> Path:
     """Cross-attention heatmap of one translation: source tokens (and EOS) across, output tokens down."""
     if result.attention is None:
@@ -269,8 +238,9 @@ def plot_translation_attention(
             "this translation carries no attention weights: translate with return_attention=True"
         )
     # "·" makes a space token visible on the axis
-    source = [tokenizer.decode([i]).replace(" ", "·") for i in tokenizer.encode(sentence)] + ["</s>"]
-    target = [tokenizer.decode([i]).replace(" ", "·") for i in result.tokens]
+    src, tgt = tokenizers.source, tokenizers.target
+    source = [src.decode([i]).replace(" ", "·") for i in src.encode(sentence)] + ["</s>"]
+    target = [tgt.decode([i]).replace(" ", "·") for i in result.tokens]
     target += ["</s>"] * (result.attention.shape[0] - len(target))  # the EOS row, when one was emitted
     return plot_attention(
         result.attention,
