@@ -11,6 +11,7 @@ from pathlib import Path
 from tformer.cli.common import DEVICE_HELP, warn
 from tformer.tasks.runs import TrainedModel, load_trained
 from tformer.tasks.translation import Translation, plot_translation_attention, translate
+from tformer.tasks.translation_data import prepare_sources
 
 
 def add_parser(sub) -> None:
@@ -70,11 +71,11 @@ def _format(result: Translation, n_best: int) -> str:
     )
 
 
-def _clip(sentences: list[str], trained: TrainedModel) -> list[str]:
-    """Inputs longer than the model's positions are cut, with a warning naming the line."""
+def _prepare(sentences: list[str], trained: TrainedModel) -> list[str]:
+    """Normalise inputs as the training data was; cut those longer than the model's positions, with a warning."""
     limit = trained.config.model.max_len - 1  # one position for EOS
     clipped = []
-    for number, sentence in enumerate(sentences, 1):
+    for number, sentence in enumerate(prepare_sources(trained.config.data, sentences), 1):
         ids = trained.tokenizers.source.encode(sentence)
         if len(ids) > limit:
             warn(f"input {number} has {len(ids)} tokens; the model takes {limit}: it was truncated")
@@ -92,7 +93,7 @@ def _interactive(trained: TrainedModel, options: argparse.Namespace, decode) -> 
             print(file=sys.stderr)
             return 0
         result = translate(
-            trained.model, trained.tokenizers, _clip([line], trained), config=decode, n_best=options.n_best
+            trained.model, trained.tokenizers, _prepare([line], trained), config=decode, n_best=options.n_best
         )
         print(_format(result[0], options.n_best), flush=True)
 
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     results = translate(
         trained.model,
         trained.tokenizers,
-        _clip(sentences, trained),
+        _prepare(sentences, trained),
         config=decode,
         batch_size=args.batch_size,
         n_best=args.n_best,

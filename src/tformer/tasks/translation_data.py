@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from tformer.data.catalog import locate
 from tformer.data.dates import generate_date_pairs
+from tformer.data.normalize import normalize_punctuation
 from tformer.data.parallel import read_parallel
 from tformer.data.tokenizers import Tokenizer, TokenizerPair, train_bpe_tokenizer, train_char_tokenizer
 
@@ -33,7 +34,10 @@ class TranslationDataConfig:
     n_train: int = 20_000  # generated data sets only
     n_valid: int = 500  # generated data sets: pairs per held-out split
     limit_pairs: int | None = None  # real data sets: use only the first N pairs of each split (smoke tests)
-    lowercase: bool = False  # lowercase both sides before tokenizing (as the published Multi30k numbers do)
+    normalize: bool = (
+        False  # Moses-style punctuation normalisation of both sides (and of inputs at translate time)
+    )
+    lowercase: bool = False  # lowercase both sides before tokenizing
     tokenizer: str = "char"  # "char" or "bpe"
     joint_vocab: bool = True  # one vocabulary for source and target (needed for share_embeddings)
     vocab_size: int = 8000  # bpe only: per vocabulary
@@ -80,9 +84,20 @@ def load_pairs(config: TranslationDataConfig, split: str, *, seed: int) -> list[
         valid = ", ".join([*MULTI30K_SPLITS, OUT_OF_DOMAIN_SPLIT])
         raise ValueError(f"multi30k has no split {split!r} (valid: {valid})")
     pairs = read_parallel(source, target)[: config.limit_pairs]
-    if config.lowercase:
-        pairs = [(s.lower(), t.lower()) for s, t in pairs]
-    return pairs
+    return [
+        (prepare_text(config, s, config.src_lang), prepare_text(config, t, config.tgt_lang)) for s, t in pairs
+    ]
+
+
+def prepare_text(config: TranslationDataConfig, text: str, lang: str) -> str:
+    """What the model sees of a sentence: the training data and every input at translate time go through here."""
+    if config.normalize:
+        text = normalize_punctuation(text, lang)
+    return text.lower() if config.lowercase else text
+
+
+def prepare_sources(config: TranslationDataConfig, sentences: Sequence[str]) -> list[str]:
+    return [prepare_text(config, s, config.src_lang) for s in sentences]
 
 
 def _iwslt14_files(config: TranslationDataConfig):

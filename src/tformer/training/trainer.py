@@ -13,9 +13,7 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import platform
-import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -40,14 +38,15 @@ from tformer.training.distributed import (
 from tformer.training.logging import RunLogger
 from tformer.training.losses import LossOutput
 from tformer.training.optim import build_optimizer
-from tformer.training.schedules import ScheduleConfig, build_scheduler
-
-LAST_CHECKPOINT = "last.safetensors"
-BEST_CHECKPOINT = "best.safetensors"
-_NUMBERED = re.compile(r"step-(\d+)\.safetensors")
-_PRECISIONS = ("fp32", "bf16", "fp16")
-_METRIC_MODES = ("min", "max")
-_AT_LEAST_ONE = ("max_steps", "grad_accum_steps", "eval_every", "checkpoint_every", "log_every")
+from tformer.training.rotation import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    link_or_copy,
+    numbered_checkpoint,
+    prune_numbered,
+)
+from tformer.training.schedules import build_scheduler
+from tformer.training.train_config import TrainConfig  # also imported from here by tasks and tests
 
 
 class Batch(Protocol):
@@ -62,76 +61,6 @@ class TrainingTask(Protocol):
     def loss(self, model: nn.Module, batch: Batch) -> LossOutput: ...
 
     def evaluate(self, model: nn.Module) -> dict[str, float]: ...
-
-
-def _int_at_least(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _number_above(value: Any, low: float, *, inclusive: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return value >= low if inclusive else value > low
-
-
-@dataclass
-class TrainConfig:
-    max_steps: int = 1000
-    lr: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-9
-    weight_decay: float = 0.0
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    grad_accum_steps: int = 1
-    clip_norm: float | None = 1.0
-    eval_every: int = 200
-    checkpoint_every: int = 200
-    keep_last: int = 3  # numbered checkpoints kept; last and best are always kept
-    metric: str = "val_loss"
-    metric_mode: str = "min"
-    early_stopping_patience: int | None = None  # in evaluations without improvement
-    precision: str = "fp32"
-    device: str = "auto"
-    seed: int = 0
-    log_every: int = 50
-    compile: bool = False
-    progress_bar: bool = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.betas, list):  # YAML has no tuples
-            self.betas = tuple(self.betas)
-        if not isinstance(self.schedule, ScheduleConfig):
-            raise TypeError(
-                f"TrainConfig.schedule must be a ScheduleConfig, got {type(self.schedule).__name__}"
-            )
-        betas_ok = isinstance(self.betas, tuple) and len(self.betas) == 2
-        patience = self.early_stopping_patience
-        checks = [
-            *((name, _int_at_least(getattr(self, name), 1), "an integer >= 1") for name in _AT_LEAST_ONE),
-            ("keep_last", _int_at_least(self.keep_last, 0), "an integer >= 0"),
-            ("seed", _int_at_least(self.seed, 0), "an integer >= 0"),
-            ("lr", _number_above(self.lr, 0), "a number > 0"),
-            ("eps", _number_above(self.eps, 0), "a number > 0"),
-            ("weight_decay", _number_above(self.weight_decay, 0, inclusive=True), "a number >= 0"),
-            (
-                "betas",
-                betas_ok and all(_number_above(b, 0, inclusive=True) and b < 1 for b in self.betas),
-                "two numbers in [0, 1)",
-            ),
-            ("clip_norm", self.clip_norm is None or _number_above(self.clip_norm, 0), "None or a number > 0"),
-            ("metric", isinstance(self.metric, str) and self.metric != "", "a metric name"),
-            ("metric_mode", self.metric_mode in _METRIC_MODES, f"one of {_METRIC_MODES}"),
-            (
-                "early_stopping_patience",
-                patience is None or _int_at_least(patience, 1),
-                "None or an integer >= 1",
-            ),
-            ("precision", self.precision in _PRECISIONS, f"one of {_PRECISIONS}"),
-            ("device", isinstance(self.device, str), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
-        ]
-        for name, ok, valid in checks:
-            if not ok:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid: must be {valid}")
 
 
 @dataclass
@@ -167,32 +96,6 @@ def _micro_batches(
         if consumed == 0:
             raise ValueError(f"task.train_batches(epoch={epoch}, rank={ctx.rank}) yielded no batches")
         epoch, skip = epoch + 1, 0
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Make `dst` an atomic replica of `src`: a hard link where the file system allows, else a copy."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        with src.open("rb") as source, tmp.open("wb") as target:
-            while chunk := source.read(1 << 24):
-                target.write(chunk)
-            target.flush()
-            os.fsync(target.fileno())
-    os.replace(tmp, dst)
-
-
-def _prune_numbered(out_dir: Path, keep_last: int) -> None:
-    """Delete all but the newest `keep_last` step-NNNNNN.safetensors."""
-    steps = {}
-    for path in out_dir.glob("step-*.safetensors"):
-        match = _NUMBERED.fullmatch(path.name)
-        if match:
-            steps[int(match.group(1))] = path
-    for step in sorted(steps)[:-keep_last]:
-        steps[step].unlink(missing_ok=True)
 
 
 @dataclass
@@ -450,11 +353,11 @@ class Trainer:
         if self.config.keep_last == 0:
             self._save(run, last)
             return
-        numbered = self.out_dir / f"step-{step:06d}.safetensors"
+        numbered = numbered_checkpoint(self.out_dir, step)
         self._save(run, numbered)
         if run.ctx.is_main:
-            _link_or_copy(numbered, last)
-            _prune_numbered(self.out_dir, self.config.keep_last)
+            link_or_copy(numbered, last)
+            prune_numbered(self.out_dir, self.config.keep_last)
 
     def _save(self, run: _Run, path: Path) -> None:
         if not run.ctx.is_main:

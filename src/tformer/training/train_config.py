@@ -1,0 +1,82 @@
+"""TrainConfig: the trainer's settings, each checked when the config is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tformer.training.schedules import ScheduleConfig
+
+_PRECISIONS = ("fp32", "bf16", "fp16")
+_METRIC_MODES = ("min", "max")
+_AT_LEAST_ONE = ("max_steps", "grad_accum_steps", "eval_every", "checkpoint_every", "log_every")
+
+
+def _int_at_least(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _number_above(value: Any, low: float, *, inclusive: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value >= low if inclusive else value > low
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    grad_accum_steps: int = 1
+    clip_norm: float | None = 1.0
+    eval_every: int = 200
+    checkpoint_every: int = 200
+    keep_last: int = 3  # numbered checkpoints kept; last and best are always kept
+    metric: str = "val_loss"
+    metric_mode: str = "min"
+    early_stopping_patience: int | None = None  # in evaluations without improvement
+    precision: str = "fp32"
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 50
+    compile: bool = False
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.betas, list):  # YAML has no tuples
+            self.betas = tuple(self.betas)
+        if not isinstance(self.schedule, ScheduleConfig):
+            raise TypeError(
+                f"TrainConfig.schedule must be a ScheduleConfig, got {type(self.schedule).__name__}"
+            )
+        betas_ok = isinstance(self.betas, tuple) and len(self.betas) == 2
+        patience = self.early_stopping_patience
+        checks = [
+            *((name, _int_at_least(getattr(self, name), 1), "an integer >= 1") for name in _AT_LEAST_ONE),
+            ("keep_last", _int_at_least(self.keep_last, 0), "an integer >= 0"),
+            ("seed", _int_at_least(self.seed, 0), "an integer >= 0"),
+            ("lr", _number_above(self.lr, 0), "a number > 0"),
+            ("eps", _number_above(self.eps, 0), "a number > 0"),
+            ("weight_decay", _number_above(self.weight_decay, 0, inclusive=True), "a number >= 0"),
+            (
+                "betas",
+                betas_ok and all(_number_above(b, 0, inclusive=True) and b < 1 for b in self.betas),
+                "two numbers in [0, 1)",
+            ),
+            ("clip_norm", self.clip_norm is None or _number_above(self.clip_norm, 0), "None or a number > 0"),
+            ("metric", isinstance(self.metric, str) and self.metric != "", "a metric name"),
+            ("metric_mode", self.metric_mode in _METRIC_MODES, f"one of {_METRIC_MODES}"),
+            (
+                "early_stopping_patience",
+                patience is None or _int_at_least(patience, 1),
+                "None or an integer >= 1",
+            ),
+            ("precision", self.precision in _PRECISIONS, f"one of {_PRECISIONS}"),
+            ("device", isinstance(self.device, str), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ]
+        for name, ok, valid in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid: must be {valid}")
