@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from tformer.tasks.runs import load_run_config, preset_names, train
 
@@ -27,6 +28,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, args.overrides)
     result, _, out_dir = train(config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one summary is enough
+        return 0
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.4g}"
     print(f"done: {result.step} steps; best {config.train.metric} {best} at step {result.best_step}")
     print(f"checkpoints: {out_dir / 'best.safetensors'} (best), {out_dir / 'last.safetensors'} (last)")
