@@ -7,7 +7,7 @@ from typing import Any
 
 from tformer.training.schedules import ScheduleConfig
 
-_PRECISIONS = ("fp32", "bf16", "fp16")
+_PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _METRIC_MODES = ("min", "max")
 _AT_LEAST_ONE = ("max_steps", "grad_accum_steps", "eval_every", "checkpoint_every", "log_every")
 
@@ -38,7 +38,7 @@ class TrainConfig:
     metric: str = "val_loss"
     metric_mode: str = "min"
     early_stopping_patience: int | None = None  # in evaluations without improvement
-    precision: str = "fp32"
+    precision: str = "fp32"  # "auto": bf16 autocast on a CUDA device that supports it, else fp32
     device: str = "auto"
     seed: int = 0
     log_every: int = 50

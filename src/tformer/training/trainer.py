@@ -10,6 +10,7 @@ the end save everything a bit-exact resume needs, including the data position an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -135,6 +136,9 @@ class Trainer:
                 f"run_config must be a dict (the resolved run config), got {type(run_config).__name__}"
             )
         device = resolve_device(config.device)
+        if config.precision == "auto":
+            bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+            config = dataclasses.replace(config, precision="bf16" if bf16 else "fp32")
         if config.precision != "fp32" and device.type != "cuda":
             raise ValueError(
                 f"TrainConfig.precision={config.precision!r} needs a CUDA device, but device is {device.type!r}; "
