@@ -17,6 +17,7 @@ from torch import Tensor
 from tformer.decoding.state import (
     DecoderState,
     Hypothesis,
+    StepOutput,
     check_batch_size,
     check_lengths,
     check_step,
@@ -48,6 +49,14 @@ def beam_search(
     """
     _check_beam_args(batch_size=batch_size, beam_size=beam_size, n_best=n_best, length_penalty=length_penalty)
     check_lengths(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+    search = _Search(
+        beam_size=beam_size,
+        eos_id=eos_id,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
+        length_penalty=length_penalty,
+        return_attention=return_attention,
+    )
     finished = [_BestFinished(n_best) for _ in range(batch_size)]
     # One beam per sentence at first, so that the k beams of the first step are k different tokens.
     beams = _Beams(
@@ -64,41 +73,15 @@ def beam_search(
             raise ValueError(
                 f"beam_size must be smaller than the vocabulary ({out.logits.size(1)}), got {beam_size}"
             )
-        beams = beams.to(out.logits.device)
-        if return_attention:
-            beams.attention = _append(beams.attention, out.attention[:, None])  # Float[N * n_beams, t + 1, S]
-        log_probs = out.logits.float().log_softmax(dim=-1)  # Float[N * n_beams, V]
-        if step <= min_new_tokens:
-            log_probs = forbid_token(log_probs, eos_id)
-        scores, rows, tokens = _top_candidates(log_probs, beams.log_probs, size=2 * beam_size)  # each [N, C]
-        ends = tokens == eos_id  # Bool[N, C]
-        for i, rank in ends[:, :beam_size].nonzero().tolist():
-            hypothesis = beams.hypothesis(int(rows[i, rank]), float(scores[i, rank]), step, length_penalty)
-            finished[beams.sentences[i]].add(hypothesis)
-        # A stable sort brings each sentence's non-EOS candidates to the front, still in rank order.
-        pick = ends.int().sort(dim=1, stable=True).indices[:, :beam_size]  # Long[N, k]
-        rows, tokens, scores = rows.gather(1, pick), tokens.gather(1, pick), scores.gather(1, pick)
-        beams = beams.extend(rows.view(-1), tokens, scores)
+        beams, rows = _advance(beams, out, finished, step=step, search=search)  # rows: Long[N, k]
         if step == max_new_tokens:
             for row, (sentence, log_prob) in enumerate(beams.flat_log_probs()):
                 finished[sentence].add(beams.hypothesis(row, log_prob, step, length_penalty))
             break
-        # Log-probs only fall, so the best an active beam can reach is its log-prob over the largest length
-        # penalty it can still get: at the longest length when the penalty grows with length, else the shortest.
-        bounds = scores[:, 0] / _lp(max_new_tokens if length_penalty > 0 else step + 1, length_penalty)
-        running = [
-            not finished[s].unbeatable(bound)
-            for s, bound in zip(beams.sentences, bounds.tolist(), strict=True)
-        ]
+        running = _can_still_improve(beams, finished, step=step, search=search)
         if not any(running):
             break
-        expanding = step == 1 and beam_size > 1  # the state still holds one row per sentence
-        if expanding or not all(running):
-            keep = torch.tensor(running, device=rows.device)  # Bool[N]
-            state.select(rows[keep].view(-1))  # expands to k beams and drops finished sentences
-            beams = beams.keep(keep)
-        elif beam_size > 1:
-            state.reorder(rows.view(-1))
+        beams = _align_state(state, beams, rows, running, step=step, beam_size=beam_size)
         last = beams.tokens[:, -1:]  # Long[N * k, 1]
     return [f.hypotheses for f in finished]
 
@@ -174,6 +157,74 @@ class _BestFinished:
     def unbeatable(self, bound: float) -> bool:
         """True when the list is full and no hypothesis scoring at most `bound` could enter it."""
         return len(self.hypotheses) == self.n_best and bound <= self.hypotheses[-1].score
+
+
+@dataclass(frozen=True)
+class _Search:
+    """The settings of one beam_search call that its step helpers need."""
+
+    beam_size: int
+    eos_id: int
+    max_new_tokens: int
+    min_new_tokens: int
+    length_penalty: float
+    return_attention: bool
+
+
+def _advance(
+    beams: _Beams, out: StepOutput, finished: list[_BestFinished], *, step: int, search: _Search
+) -> tuple[_Beams, Tensor]:
+    """Extend every sentence's beams by one token, given the step's logits for the old beams.
+
+    An EOS among a sentence's best k candidates goes to its finished hypotheses; its best k non-EOS candidates
+    become the new beams. Returns the new beams and, Long[N, k], the old row each of them continues.
+    """
+    beams = beams.to(out.logits.device)
+    if search.return_attention:
+        beams.attention = _append(beams.attention, out.attention[:, None])  # Float[N * n_beams, t + 1, S]
+    log_probs = out.logits.float().log_softmax(dim=-1)  # Float[N * n_beams, V]
+    if step <= search.min_new_tokens:
+        log_probs = forbid_token(log_probs, search.eos_id)
+    k = search.beam_size
+    scores, rows, tokens = _top_candidates(log_probs, beams.log_probs, size=2 * k)  # each [N, C]
+    ends = tokens == search.eos_id  # Bool[N, C]
+    for i, rank in ends[:, :k].nonzero().tolist():
+        hypothesis = beams.hypothesis(int(rows[i, rank]), float(scores[i, rank]), step, search.length_penalty)
+        finished[beams.sentences[i]].add(hypothesis)
+    # A stable sort brings each sentence's non-EOS candidates to the front, still in rank order.
+    pick = ends.int().sort(dim=1, stable=True).indices[:, :k]  # Long[N, k]
+    rows, tokens, scores = rows.gather(1, pick), tokens.gather(1, pick), scores.gather(1, pick)
+    return beams.extend(rows.view(-1), tokens, scores), rows
+
+
+def _can_still_improve(
+    beams: _Beams, finished: list[_BestFinished], *, step: int, search: _Search
+) -> list[bool]:
+    """Per active sentence: whether its best active beam could still enter its n-best finished list."""
+    # Log-probs only fall, so the best an active beam can reach is its log-prob over the largest length
+    # penalty it can still get: at the longest length when the penalty grows with length, else the shortest.
+    alpha = search.length_penalty
+    bounds = beams.log_probs[:, 0] / _lp(search.max_new_tokens if alpha > 0 else step + 1, alpha)  # Float[N]
+    return [
+        not finished[s].unbeatable(bound) for s, bound in zip(beams.sentences, bounds.tolist(), strict=True)
+    ]
+
+
+def _align_state(
+    state: DecoderState, beams: _Beams, rows: Tensor, running: list[bool], *, step: int, beam_size: int
+) -> _Beams:
+    """Give the state one row per new beam (row i continues old row rows.view(-1)[i]); drop stopped sentences.
+
+    Returns `beams` without the stopped sentences.
+    """
+    expanding = step == 1 and beam_size > 1  # the state still holds one row per sentence
+    if expanding or not all(running):
+        keep = torch.tensor(running, device=rows.device)  # Bool[N]
+        state.select(rows[keep].view(-1))  # expands to k beams and drops finished sentences
+        return beams.keep(keep)
+    if beam_size > 1:
+        state.reorder(rows.view(-1))
+    return beams
 
 
 def _top_candidates(log_probs: Tensor, beam_log_probs: Tensor, *, size: int) -> tuple[Tensor, Tensor, Tensor]:
