@@ -7,15 +7,13 @@ Only model weights are averaged; the result is for evaluation and translation, n
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from tformer.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-
-_NUMBERED = re.compile(r"step-(\d+)\.safetensors")  # the trainer's step-NNNNNN.safetensors
+from tformer.training.rotation import numbered_checkpoints
 
 
 def last_n_checkpoints(out_dir: str | Path, n: int) -> list[Path]:
@@ -25,11 +23,7 @@ def last_n_checkpoints(out_dir: str | Path, n: int) -> list[Path]:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if not out_dir.is_dir():
         raise FileNotFoundError(f"checkpoint directory {out_dir} does not exist or is not a directory")
-    by_step = {}
-    for path in out_dir.glob("step-*.safetensors"):
-        match = _NUMBERED.fullmatch(path.name)
-        if match:
-            by_step[int(match.group(1))] = path
+    by_step = numbered_checkpoints(out_dir)
     if len(by_step) < n:
         raise ValueError(
             f"asked for the last {n} checkpoints but {out_dir} holds {len(by_step)} numbered ones "
