@@ -44,9 +44,23 @@ def resolve_preset(preset_or_yaml: str) -> Path:
     return preset
 
 
+def _load_with_base(path: Path, *, seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str]]:
+    """A YAML run config; `extends: PRESET` first loads that preset and applies this file on top of it."""
+    if path in seen:
+        raise ValueError(f"{path}: `extends` loops back to itself ({' -> '.join(map(str, (*seen, path)))})")
+    data, locations = load_yaml_with_lines(path)
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data, locations
+    if not isinstance(base_name, str):
+        raise ValueError(f"{locations.get('extends', path)}: `extends` must name a preset, got {base_name!r}")
+    base, base_locations = _load_with_base(resolve_preset(base_name), seen=(*seen, path))
+    return merge(base, data), {**base_locations, **locations}
+
+
 def load_run_config(preset_or_yaml: str, overrides: list[str] | None = None) -> TranslationRunConfig:
     path = resolve_preset(preset_or_yaml)
-    data, locations = load_yaml_with_lines(path)
+    data, locations = _load_with_base(path)
     extra = parse_overrides(overrides or [])
     locations |= {key: "command line" for key in flatten(extra)}
     data = merge(data, extra)
