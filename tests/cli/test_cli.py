@@ -149,3 +149,48 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: tformer" in capsys.readouterr().out
+
+
+def test_over_long_input_is_truncated_and_still_plotted(trained, tmp_path, capsys):
+    png = tmp_path / "long.png"
+    assert (
+        main(["translate", str(trained / "best.safetensors"), "1" * 200, "--plot-attention", str(png)]) == 0
+    )
+    err = capsys.readouterr().err
+    assert "it was truncated" in err
+    assert png.is_file()
+
+
+def test_unwritable_output_is_one_line(trained, tmp_path, capsys):
+    assert (
+        main(["translate", str(trained / "best.safetensors"), "23.11.2026", "--output", str(tmp_path)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_final_step_is_evaluated_even_off_schedule(tmp_path):
+    assert (
+        main(["train", "tiny_dates", f"--out_dir={tmp_path}", "--train.max_steps=5", "--train.eval_every=3"])
+        == 0
+    )
+    evaluated = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "log.jsonl").read_text().splitlines()
+        if "val_loss" in line
+    ]
+    assert evaluated == [3, 5]
+    assert (tmp_path / "best.safetensors").is_file()
+
+
+def test_a_sentence_translates_the_same_alone_and_beside_a_long_one(trained):
+    from tformer.tasks.runs import load_trained
+    from tformer.tasks.translation import translate
+
+    model = load_trained(trained / "best.safetensors", device="cpu")
+    config = model.config.decode
+    alone = translate(model.model, model.tokenizers, ["1.1.2000"], config=config)
+    batched = translate(
+        model.model, model.tokenizers, ["1.1.2000", "der einunddreißigste Dezember 1999"], config=config
+    )
+    assert alone[0].tokens == batched[0].tokens

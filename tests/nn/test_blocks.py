@@ -188,3 +188,9 @@ def test_attention_pooling_weights_only_real_tokens():
     expected_w = torch.cat([e / e.sum(), torch.zeros(1)])
     torch.testing.assert_close(weights[0], expected_w)
     torch.testing.assert_close(pooled[0], expected_w[0] * x[0, 0] + expected_w[1] * x[0, 1])
+
+
+def test_attention_pooling_of_a_row_without_tokens_is_zero():
+    pool = AttentionPooling(4)
+    pooled, weights = pool(torch.randn(2, 3, 4), torch.tensor([[True, False, False], [False, False, False]]))
+    assert torch.isfinite(pooled).all() and pooled[1].abs().max() == 0 and weights[1].abs().max() == 0

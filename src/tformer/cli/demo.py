@@ -35,7 +35,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = [f"--train.device={args.device}", f"--out_dir={args.out_dir}"]
     if args.max_steps is not None:
-        overrides += [f"--train.max_steps={args.max_steps}", f"--train.schedule.total_steps={args.max_steps}"]
+        if args.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
+        warmup = min(200, args.max_steps // 10)  # the preset's warmup, shortened for short runs
+        overrides += [
+            f"--train.max_steps={args.max_steps}",
+            f"--train.schedule.total_steps={args.max_steps}",
+            f"--train.schedule.warmup_steps={warmup}",
+        ]
     if args.seed is not None:
         overrides.append(f"--train.seed={args.seed}")
     result = run_demo(overrides=overrides)

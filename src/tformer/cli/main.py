@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"tformer {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # unwritable output, a directory given as a file, a full disk ...
+        if args.debug:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"tformer {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

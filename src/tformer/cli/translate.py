@@ -122,10 +122,11 @@ def run(args: argparse.Namespace) -> int:
     if not sentences:
         warn("no input sentences: nothing to translate")
         return 0
+    prepared = _prepare(sentences, trained)
     results = translate(
         trained.model,
         trained.tokenizers,
-        _prepare(sentences, trained),
+        prepared,
         config=decode,
         batch_size=args.batch_size,
         n_best=args.n_best,
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     _write((_format(r, args.n_best) for r in results), args.output)
     if args.plot_attention:
         png = plot_translation_attention(
-            trained.tokenizers, sentences[0], results[0], path=args.plot_attention
+            trained.tokenizers, prepared[0], results[0], path=args.plot_attention
         )
         print(f"attention map: {png}", file=sys.stderr)
     return 0

@@ -31,7 +31,7 @@ def _repeat_kv(x: Tensor, n_rep: int) -> Tensor:
     return x[:, :, None].expand(b, g, n_rep, s, k).reshape(b, g * n_rep, s, k)
 
 
-def reference_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *, dropout_p: float = 0.0):
+def reference_attention(q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None, dropout_p: float = 0.0):
     """Explicit softmax(QK^T/sqrt(K))V. q [B,H,T,K], k/v [B,H,S,K], mask Bool broadcastable to [B,H,T,S].
 
     Returns (output [B,H,T,K], weights [B,H,T,S]). Rows with no allowed key must be handled by the caller.
@@ -44,7 +44,7 @@ def reference_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *,
 
 
 def sdpa_attention(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *, is_causal: bool, dropout_p: float = 0.0
+    q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None, is_causal: bool, dropout_p: float = 0.0
 ):
     """PyTorch's fused kernel; same arguments and polarity as `reference_attention`."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
@@ -81,9 +81,9 @@ def attend(
         mask = mask | empty_rows
 
     if need_weights:
-        out, weights = reference_attention(q, k, v, mask, dropout_p=dropout_p)
+        out, weights = reference_attention(q, k, v, mask=mask, dropout_p=dropout_p)
     else:
-        out, weights = sdpa_attention(q, k, v, mask, is_causal=use_causal, dropout_p=dropout_p), None
+        out, weights = sdpa_attention(q, k, v, mask=mask, is_causal=use_causal, dropout_p=dropout_p), None
     if empty_rows is not None:
         out = out.masked_fill(empty_rows, 0.0)
         if weights is not None:

@@ -29,4 +29,6 @@ class AttentionPooling(nn.Module):
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
         weights = scores.softmax(dim=-1)
+        if mask is not None:  # a row without real tokens pools to zeros, not NaN (as in attention)
+            weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
         return (weights.unsqueeze(-1) * x).sum(dim=1), weights

@@ -36,14 +36,13 @@ from tformer.viz.attention import plot_attention
 class DecodeConfig:
     beam_size: int = 1  # 1 = greedy
     length_penalty: float = 0.6  # GNMT alpha, as in the paper
-    max_new_tokens: int = 64  # hard cap; the effective cap is min(this, source length + extra_tokens)
-    extra_tokens: int = 50
+    # Output length cap. One number for every sentence, so an output never depends on what it is batched with.
+    max_new_tokens: int = 64
 
     def __post_init__(self) -> None:
-        if self.beam_size < 1 or self.max_new_tokens < 1 or self.extra_tokens < 0:
+        if self.beam_size < 1 or self.max_new_tokens < 1:
             raise ValueError(
-                f"decode needs beam_size >= 1, max_new_tokens >= 1, extra_tokens >= 0; got {self.beam_size}, "
-                f"{self.max_new_tokens}, {self.extra_tokens}"
+                f"decode needs beam_size >= 1 and max_new_tokens >= 1; got {self.beam_size}, {self.max_new_tokens}"
             )
 
 
@@ -173,14 +172,13 @@ def translate(
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             src_ids, src_mask = pad_sequences([encoded[i] for i in chunk], pad_id=source.pad_id)
-            limit = min(config.max_new_tokens, src_ids.shape[1] + config.extra_tokens)
             hyps = _search(
                 model,
                 src_ids.to(device),
                 src_mask.to(device),
                 target=target,
                 config=config,
-                limit=limit,
+                limit=config.max_new_tokens,
                 n_best=n_best,
                 return_attention=return_attention,
             )

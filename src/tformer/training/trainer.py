@@ -264,7 +264,7 @@ class Trainer:
                     record["grad_norm"] = grad_norm.item()
                 self._record(run, record)
                 interval = dict.fromkeys(interval, 0.0)
-            if step % cfg.eval_every == 0:
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:  # the final model is always evaluated
                 stop = self._evaluate(run, step)
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop:
                 self._save_periodic(run, step)
