@@ -213,7 +213,10 @@ def test_keep_last_prunes_numbered_checkpoints(tmp_path: Path) -> None:
 def test_final_checkpoint_written_off_schedule(tmp_path: Path) -> None:
     _fit(_model(), ToyTask(), tmp_path, max_steps=7, checkpoint_every=5, eval_every=100, keep_last=0)
     # the last step is evaluated even off the eval schedule, so a best checkpoint exists too
-    assert sorted(path.name for path in tmp_path.glob("*.safetensors")) == ["best.safetensors", "last.safetensors"]
+    assert sorted(path.name for path in tmp_path.glob("*.safetensors")) == [
+        "best.safetensors",
+        "last.safetensors",
+    ]
     ckpt = load_checkpoint(tmp_path / "last.safetensors")
     assert ckpt.progress["step"] == 7 and ckpt.run_config == RUN_CONFIG
 
