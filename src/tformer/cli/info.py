@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tformer.models.summary import summarize
-from tformer.tasks.models import load_model_for_info
+from tformer.tasks.models import describe_model
 
 
 def add_parser(sub) -> None:
@@ -26,9 +25,5 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.length < 1:
-        raise ValueError(f"--length must be >= 1, got {args.length}")
-    title, model, family, config = load_model_for_info(args.target)
-    inputs = family.example_inputs(config, length=args.length)
-    print(summarize(model, inputs, tokens=args.length).format(title))
+    print(describe_model(args.target, length=args.length))
     return 0

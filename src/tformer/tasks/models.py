@@ -1,4 +1,4 @@
-"""Models for `tformer info`: from a preset name or from a trained checkpoint."""
+"""`tformer info`: a model from a preset name or a trained checkpoint, summarised."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
+from tformer.models.summary import summarize
 from tformer.registry import ModelFamily, find_model_preset, model_family
 from tformer.tasks.runs import load_trained
 
@@ -20,3 +21,11 @@ def load_model_for_info(target: str) -> tuple[str, nn.Module, ModelFamily, objec
     family, preset = find_model_preset(target)
     config = family.config_cls(**preset)
     return f"{family.name}.{target.rpartition('.')[2]}", family.build(config), family, config
+
+
+def describe_model(target: str, *, length: int) -> str:
+    """The summary table of a preset or checkpoint, measured on an example batch of `length` tokens."""
+    if length < 1:
+        raise ValueError(f"--length must be >= 1, got {length}")
+    title, model, family, config = load_model_for_info(target)
+    return summarize(model, family.example_inputs(config, length=length), tokens=length).format(title)
