@@ -54,10 +54,6 @@ class Seq2SeqBatch:
     def to(self, device: torch.device | str) -> Seq2SeqBatch:
         return Seq2SeqBatch(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
 
-    def pin_memory(self) -> Seq2SeqBatch:
-        """Called by DataLoader(pin_memory=True) on custom batch types."""
-        return Seq2SeqBatch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
-
 
 def pad_sequences(seqs: list[list[int]], *, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad `seqs` to the longest: (ids Long[B,L], mask Bool[B,L], True = real token)."""

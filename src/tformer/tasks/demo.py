@@ -10,8 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tformer.data.dates import generate_date_pairs
-from tformer.metrics.text import exact_match
+from tformer.tasks.evaluation import evaluate_checkpoint
 from tformer.tasks.runs import load_run_config, load_trained, train
 from tformer.tasks.translation import plot_translation_attention, translate
 
@@ -41,22 +40,24 @@ class DemoResult:
 def run_demo(*, overrides: list[str], n_test: int = 1000) -> DemoResult:
     config = load_run_config("demo_dates", overrides)
     start = time.perf_counter()
-    result, task, out_dir = train(config)
+    result, _, out_dir = train(config)
     train_seconds = time.perf_counter() - start
-    # Evaluate the best checkpoint, loaded exactly as a user's `tformer translate` would load it.
-    trained = load_trained(out_dir / "best.safetensors")
-    model, tokenizers = trained.model, trained.tokenizers
-    test_pairs = generate_date_pairs(n_test, seed=config.train.seed, split="test")
-    outputs = translate(model, tokenizers, [s for s, _ in test_pairs], config=config.decode)
-    accuracy = exact_match([o.text for o in outputs], [t for _, t in test_pairs])
-    shown = translate(model, tokenizers, EXAMPLES, config=config.decode, return_attention=True)
-    png = plot_translation_attention(tokenizers, EXAMPLES[0], shown[0], path=out_dir / "attention.png")
+    # Score the best checkpoint exactly as `tformer evaluate` would, then show it as `tformer translate` would.
+    best = out_dir / "best.safetensors"
+    evaluation = evaluate_checkpoint(best, split="test", n=n_test, device=config.train.device)
+    trained = load_trained(best, device=config.train.device)
+    shown = translate(
+        trained.model, trained.tokenizers, EXAMPLES, config=config.decode, return_attention=True
+    )
+    png = plot_translation_attention(
+        trained.tokenizers, EXAMPLES[0], shown[0], path=out_dir / "attention.png"
+    )
     return DemoResult(
-        exact_match=accuracy,
+        exact_match=evaluation.metrics["exact_match"],
         n_test=n_test,
         train_seconds=train_seconds,
         steps=result.step,
-        checkpoint=out_dir / "best.safetensors",
+        checkpoint=best,
         examples=[(src, out.text) for src, out in zip(EXAMPLES, shown, strict=True)],
         attention_png=png,
     )

@@ -6,7 +6,8 @@ optimizer holds the rate for update 1, and each `.step()` (called after an updat
 
 All kinds but inverse_sqrt (whose formula has its own warmup and gives the absolute rate) scale the
 optimizer's own lr, ramped up linearly over `warmup_steps` updates: lr(s) = base_lr * s / warmup_steps for
-s <= warmup_steps. Decays then count t = s - warmup_steps - 1, the updates done since warmup ended.
+s <= warmup_steps. Step and exponential decay then count t = s - warmup_steps - 1, the updates done since
+warmup ended (torch's StepLR); cosine reaches its floor exactly at total_steps.
 """
 
 from __future__ import annotations
