@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -8,9 +10,11 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models
 
 from tformer.data.tokenizers import (
+    UNK_ID,
     Tokenizer,
     train_bpe_tokenizer,
     train_char_tokenizer,
+    train_word_tokenizer,
     train_wordpiece_tokenizer,
 )
 
@@ -48,10 +52,16 @@ def char() -> Tokenizer:
     return train_char_tokenizer(CORPUS)
 
 
+@pytest.fixture(scope="module")
+def word() -> Tokenizer:
+    return train_word_tokenizer(CORPUS)
+
+
 BUILDERS = {
     "char": lambda: train_char_tokenizer(CORPUS),
     "bpe": lambda: train_bpe_tokenizer(CORPUS, vocab_size=300),
     "wordpiece": lambda: train_wordpiece_tokenizer(CORPUS, vocab_size=120),
+    "word": lambda: train_word_tokenizer(CORPUS),
 }
 
 
@@ -150,6 +160,69 @@ def test_wordpiece_vocab_unknowns_and_decode(wordpiece: Tokenizer) -> None:
         wordpiece.decode(wordpiece.encode("the lazy dog, the quick fox!")) == "the lazy dog, the quick fox!"
     )
     assert wordpiece.decode(ids) == "the quick fox, <unk>"
+
+
+def test_word_tokenizer_vocab_is_specials_then_words_by_count_then_alphabet(word: Tokenizer) -> None:
+    tok = word
+    counts = Counter(word for text in CORPUS for word in text.split())
+    expected = sorted(counts, key=lambda word: (-counts[word], word))
+    assert [tok.id_to_token(i) for i in range(4, tok.vocab_size)] == expected
+    assert tok.vocab_size == 4 + len(counts)
+    text = "merci! the lazy dog ça va?"
+    assert tok.encode(text) == [tok.token_to_id(word) for word in text.split()]
+
+
+def test_word_tokenizer_min_frequency_and_max_vocab_size() -> None:
+    texts = ["c a b c", "d c a"]  # c: 3, a: 2, b: 1, d: 1
+    assert _words(train_word_tokenizer(texts)) == ["c", "a", "b", "d"]
+    assert _words(train_word_tokenizer(texts, min_frequency=2)) == ["c", "a"]
+    assert _words(train_word_tokenizer(texts, max_vocab_size=7)) == ["c", "a", "b"]
+    assert _words(train_word_tokenizer(texts, min_frequency=3, max_vocab_size=7)) == ["c"]
+    assert train_word_tokenizer(texts, min_frequency=2).encode("b c") == [UNK_ID, 4]
+
+
+def test_word_tokenizer_literal_unk_and_unseen_words_encode_to_unk_id() -> None:
+    # WikiText-2 writes out-of-vocabulary words as the literal "<unk>"; it must not get an id of its own.
+    tok = train_word_tokenizer(["the <unk> sat <unk> on the <unk>", "the cat"])
+    assert tok.token_to_id("<unk>") == UNK_ID
+    assert _words(tok) == ["the", "cat", "on", "sat"]  # no second "<unk>", no hole at id 3
+    assert tok.encode("the <unk> dog") == [tok.token_to_id("the"), UNK_ID, UNK_ID]
+    assert tok.decode(tok.encode("the dog  sat")) == "the <unk> sat"
+
+
+def test_word_tokenizer_control_token_words_are_unknown_text() -> None:
+    tok = train_word_tokenizer(["a <eos> b <pad> <bos>", "a<eos>b <eos>c"])
+    assert _words(tok) == ["<eos>c", "a", "a<eos>b", "b"]  # only whole-word specials are rewritten
+    a, b = tok.token_to_id("a"), tok.token_to_id("b")
+    assert tok.encode("<bos> a <eos>\t<pad> b") == [UNK_ID, a, UNK_ID, UNK_ID, b]
+    assert tok.encode("a<eos>b") == [tok.token_to_id("a<eos>b")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(["the", "quick", "fox", "ça", "2026-11-23"]), max_size=12),
+    st.lists(st.sampled_from([" ", "  ", "\t", "\n", " \r\n "]), min_size=13, max_size=13),
+)
+def test_word_tokenizer_round_trip_normalises_whitespace(
+    word: Tokenizer, words: list[str], gaps: list[str]
+) -> None:
+    text = gaps[0] + "".join(word + gap for word, gap in zip(words, gaps[1:], strict=False))
+    ids = word.encode(text)
+    assert UNK_ID not in ids
+    assert word.decode(ids) == " ".join(words)
+
+
+def test_word_tokenizer_rejects_bad_sizes() -> None:
+    with pytest.raises(ValueError, match="min_frequency must be an int >= 1, got 0"):
+        train_word_tokenizer(CORPUS, min_frequency=0)
+    with pytest.raises(ValueError, match="max_vocab_size must be an int >= 5, got 4"):
+        train_word_tokenizer(CORPUS, max_vocab_size=4)
+    with pytest.raises(TypeError, match="single str"):
+        train_word_tokenizer("the fox")
+
+
+def _words(tok: Tokenizer) -> list[str]:
+    return [tok.id_to_token(i) for i in range(4, tok.vocab_size)]
 
 
 def test_decode_drops_pad_bos_eos_anywhere_but_keeps_unk(char: Tokenizer) -> None:

@@ -1,4 +1,4 @@
-"""Char, byte-level BPE and WordPiece tokenizers behind one small interface.
+"""Char, byte-level BPE, WordPiece and word-level tokenizers behind one small interface.
 
 HuggingFace `tokenizers` does the work; this module fixes what the rest of tformer relies on:
 
@@ -9,7 +9,8 @@ HuggingFace `tokenizers` does the work; this module fixes what the rest of tform
 
 Round trips: the char tokenizer gives back exactly any text made of characters seen in training; byte-level
 BPE gives back exactly any text at all (every byte is in its base alphabet); WordPiece normalises whitespace
-and is for encoder models that never decode free text.
+and is for encoder models that never decode free text; word level gives back the text with whitespace
+normalised (words joined by single spaces) when every word is in the vocabulary, "<unk>" for each one that is not.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 
 # Byte-level BPE starts from all 256 byte symbols, so a smaller vocabulary leaves no room for merges.
 _MIN_BPE_VOCAB = len(SPECIAL_TOKENS) + 256
+# The word-level trainer needs a size; this one keeps every word that meets min_frequency.
+_UNLIMITED_VOCAB = 2**31 - 1
 
 
 class Tokenizer:
@@ -175,6 +178,43 @@ def train_wordpiece_tokenizer(texts: Iterable[str], *, vocab_size: int) -> Token
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
     )
     backend.train_from_iterator(_checked_texts(texts), trainer=trainer)
+    return Tokenizer(backend)
+
+
+def train_word_tokenizer(
+    texts: Iterable[str], *, min_frequency: int = 1, max_vocab_size: int | None = None
+) -> Tokenizer:
+    """One token per whitespace-separated word (the WikiText / pytorch word_language_model convention).
+
+    The vocabulary is the specials, then the words seen at least `min_frequency` times, most frequent first
+    (ties alphabetical), cut to `max_vocab_size` entries in all when given. Other words encode to <unk>; so do
+    the words "<pad>", "<bos>" and "<eos>" typed in text, and the literal "<unk>" that WikiText-2 contains.
+    Decoding joins words with single spaces.
+    """
+    _check_positive_int(min_frequency, name="min_frequency", minimum=1)
+    if max_vocab_size is not None:
+        _check_positive_int(max_vocab_size, name="max_vocab_size", minimum=len(SPECIAL_TOKENS) + 1)
+    backend = HFTokenizer(models.WordLevel(unk_token=UNK_TOKEN))
+    # A word that spells a control token is ordinary text: rewriting it to <unk> before the vocabulary lookup
+    # keeps it from encoding to PAD/BOS/EOS (the literal "<unk>" already looks up UNK_ID).
+    control_words = "|".join((PAD_TOKEN, BOS_TOKEN, EOS_TOKEN))  # no regex metacharacters in them
+    backend.normalizer = normalizers.Replace(Regex(rf"(?<!\S)(?:{control_words})(?!\S)"), UNK_TOKEN)
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # No decoder: HF then joins tokens with single spaces, which is the word-level decoding.
+    # The Rust trainer counts words through the same normalizer and pre-tokenizer that encode uses, but it is
+    # given no specials: with special_tokens it would give a literal "<unk>" of the data a second id and
+    # leave a hole at UNK_ID. Its vocabulary comes back ordered by (count desc, word), ids 0, 1, ...
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=_UNLIMITED_VOCAB, min_frequency=min_frequency, special_tokens=[], show_progress=False
+    )
+    backend.train_from_iterator(_checked_texts(texts), trainer=trainer)
+    ranked = sorted(backend.get_vocab().items(), key=lambda item: item[1])
+    words = [word for word, _ in ranked if word not in SPECIAL_TOKENS]
+    if max_vocab_size is not None:
+        words = words[: max_vocab_size - len(SPECIAL_TOKENS)]
+    vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *words))}
+    backend.model = models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN)
+    backend.add_special_tokens(list(SPECIAL_TOKENS))
     return Tokenizer(backend)
 
 
