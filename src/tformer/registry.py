@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from tformer.models import seq2seq
+from tformer.models import gpt, seq2seq
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,13 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         build=seq2seq.Seq2SeqTransformer,
         presets=seq2seq.PRESETS,
         example_inputs=seq2seq.example_inputs,
+    ),
+    "gpt": ModelFamily(
+        name="gpt",
+        config_cls=gpt.GPTConfig,
+        build=gpt.GPT,
+        presets=gpt.PRESETS,
+        example_inputs=gpt.example_inputs,
     ),
 }
 

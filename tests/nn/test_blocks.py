@@ -1,5 +1,7 @@
 """Encoder/decoder blocks and stacks against torch.nn.TransformerEncoderLayer / TransformerDecoderLayer."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -194,3 +196,37 @@ def test_attention_pooling_of_a_row_without_tokens_is_zero():
     pool = AttentionPooling(4)
     pooled, weights = pool(torch.randn(2, 3, 4), torch.tensor([[True, False, False], [False, False, False]]))
     assert torch.isfinite(pooled).all() and pooled[1].abs().max() == 0 and weights[1].abs().max() == 0
+
+
+@pytest.mark.parametrize("max_length", [None, 6])
+def test_causal_encoder_with_cache_equals_full_pass(max_length):
+    """The decoder-only use of Encoder: a prefill of 2 positions, then one position per step."""
+    torch.manual_seed(5)
+    enc = Encoder(config(NormPosition.PRE, FeedForwardKind.GELU_TANH), 2).eval()
+    x = torch.randn(2, 5, D)
+    full = enc(x, causal=True)
+    cache = KVCache(2, max_length=max_length)
+    steps = [enc(x[:, :2], causal=True, cache=cache)]
+    steps += [enc(x[:, t : t + 1], causal=True, cache=cache) for t in range(2, 5)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+    assert cache.length == 5
+    with pytest.raises(ValueError, match="cache has 3 layers, the encoder 2"):
+        enc(x, causal=True, cache=KVCache(3))
+
+
+def test_gelu_tanh_is_gpt2_gelu_new():
+    torch.manual_seed(6)
+    ffn = FeedForward(D, F, kind=FeedForwardKind.GELU_TANH)
+    x = torch.linspace(-6, 6, 2 * 3 * D).view(2, 3, D)
+    h = ffn.linear1(x)
+    gelu_new = 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h**3)))
+    torch.testing.assert_close(ffn(x), ffn.linear2(gelu_new), atol=1e-6, rtol=0)
+    # and it is not the exact (erf) GELU, which differs by up to ~1e-3
+    assert (gelu_new - torch.nn.functional.gelu(h)).abs().max() > 1e-4
+
+
+def test_bias_false_removes_every_bias_of_a_block_and_stack():
+    cfg = BlockConfig(d_model=D, n_heads=H, d_ff=F, norm_position=NormPosition.PRE, bias=False)
+    names = [n for n, _ in Encoder(cfg, 1).named_parameters()]
+    assert not [n for n in names if n.endswith("bias")]
+    assert len(names) == 2 + 2 + 2 + 1  # attention qkv/out, FFN linear1/2, two block norms, the final norm

@@ -1,6 +1,6 @@
 """Output dataclasses, one per family and method, so a model always returns the same type.
 
-Shape legend: B batch, S source length, T target length, D model width, V vocabulary.
+Shape legend: B batch, S source length, T target (or language-model) length, D model width, V vocabulary.
 """
 
 from __future__ import annotations
@@ -30,3 +30,9 @@ class Seq2SeqOutput:
     logits: Tensor  # [B, T, V]
     encoder: EncoderOutput
     cross_attention: Tensor | None = None  # [B, T, S]
+
+
+@dataclass
+class LMOutput:
+    logits: Tensor  # [B, T, V], or [B, 1, V] with last_only
+    cache: KVCache | None  # the cache passed in, now holding these positions too

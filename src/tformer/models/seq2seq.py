@@ -11,7 +11,6 @@ Shape legend: B batch, S source length, T target length, D model width, H heads,
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import torch
@@ -23,14 +22,13 @@ from tformer.nn.embeddings import TokenEmbedding
 from tformer.nn.feedforward import FeedForwardKind
 from tformer.nn.kv_cache import KVCache
 from tformer.nn.masks import key_mask, padding_mask
-from tformer.nn.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
+from tformer.nn.positional import (
+    LearnedPositionalEmbedding,
+    PositionalKind,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+)
 from tformer.nn.stacks import Decoder, Encoder
-
-
-class PositionalKind(enum.Enum):
-    SINUSOIDAL = "sinusoidal"
-    LEARNED = "learned"
-    ROTARY = "rotary"
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ class BlockConfig:
     feedforward: FeedForwardKind = FeedForwardKind.RELU
     norm_position: NormPosition = NormPosition.POST
     norm_eps: float = 1e-5
-    bias: bool = True
+    bias: bool = True  # biases in every Linear and LayerNorm of the block (False: nanoGPT's leaner option)
 
 
 class Residual(nn.Module):
@@ -46,7 +46,7 @@ class Residual(nn.Module):
     def __init__(self, config: BlockConfig) -> None:
         super().__init__()
         self.pre_norm = config.norm_position is NormPosition.PRE
-        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def sublayer_input(self, x: Tensor) -> Tensor:
@@ -72,11 +72,16 @@ def _attention(
 
 
 def _feedforward(config: BlockConfig) -> nn.Module:
-    return make_feedforward(config.d_model, config.d_ff, kind=config.feedforward, dropout=config.dropout)
+    return make_feedforward(
+        config.d_model, config.d_ff, kind=config.feedforward, dropout=config.dropout, bias=config.bias
+    )
 
 
 class EncoderBlock(nn.Module):
-    """Self-attention over the whole source, then the position-wise feed-forward network."""
+    """Self-attention, then the position-wise feed-forward network.
+
+    Over the whole source in an encoder; with `causal=True` (and a cache when generating) it is a GPT block.
+    """
 
     def __init__(self, config: BlockConfig, *, rotary: RotaryEmbedding | None = None) -> None:
         super().__init__()
@@ -85,9 +90,15 @@ class EncoderBlock(nn.Module):
         self.feedforward = _feedforward(config)
         self.ff_residual = Residual(config)
 
-    def forward(self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False) -> Tensor:
-        """x [B, S, D]; mask Bool broadcastable to [B, H, S, S] (usually the key padding mask [B, 1, 1, S])."""
-        attn, _ = self.self_attn(self.attn_residual.sublayer_input(x), mask=mask, causal=causal)
+    def forward(
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, cache: LayerKV | None = None
+    ) -> Tensor:
+        """x [B, S, D]; mask Bool broadcastable to [B, H, S, S] (usually the key padding mask [B, 1, 1, S]).
+
+        With a cache, x holds only the new positions; their keys/values are appended and attention runs over
+        every cached position.
+        """
+        attn, _ = self.self_attn(self.attn_residual.sublayer_input(x), mask=mask, causal=causal, cache=cache)
         x = self.attn_residual.add(x, attn)
         return self.ff_residual.add(x, self.feedforward(self.ff_residual.sublayer_input(x)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from functools import partial
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -10,7 +11,8 @@ from torch import Tensor, nn
 
 class FeedForwardKind(enum.Enum):
     RELU = "relu"  # FFN(x) = max(0, x W1 + b1) W2 + b2, the paper
-    GELU = "gelu"  # BERT / GPT-2
+    GELU = "gelu"  # BERT (the exact erf form)
+    GELU_TANH = "gelu_tanh"  # GPT-2's "gelu_new": the tanh approximation its weights were trained with
     SWIGLU = "swiglu"  # gated: (silu(x W1) * x W3) W2 (Shazeer 2020)
     GEGLU = "geglu"  # gated with GELU
 
@@ -18,6 +20,7 @@ class FeedForwardKind(enum.Enum):
 _ACTIVATIONS = {
     FeedForwardKind.RELU: F.relu,
     FeedForwardKind.GELU: F.gelu,
+    FeedForwardKind.GELU_TANH: partial(F.gelu, approximate="tanh"),
     FeedForwardKind.SWIGLU: F.silu,
     FeedForwardKind.GEGLU: F.gelu,
 }
@@ -27,13 +30,19 @@ class FeedForward(nn.Module):
     """linear2(dropout(act(linear1(x)))): applied to each position separately and identically."""
 
     def __init__(
-        self, d_model: int, d_ff: int, *, kind: FeedForwardKind = FeedForwardKind.RELU, dropout: float = 0.0
+        self,
+        d_model: int,
+        d_ff: int,
+        *,
+        kind: FeedForwardKind = FeedForwardKind.RELU,
+        dropout: float = 0.0,
+        bias: bool = True,
     ):
         super().__init__()
         if kind in (FeedForwardKind.SWIGLU, FeedForwardKind.GEGLU):
             raise ValueError(f"{kind.value} is gated: use GatedFeedForward (or make_feedforward)")
-        self.linear1 = nn.Linear(d_model, d_ff)
-        self.linear2 = nn.Linear(d_ff, d_model)
+        self.linear1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
         self.activation = _ACTIVATIONS[kind]
         self.dropout = nn.Dropout(dropout)
 
@@ -60,6 +69,10 @@ class GatedFeedForward(nn.Module):
         return self.down(self.dropout(self.activation(gate) * up))
 
 
-def make_feedforward(d_model: int, d_ff: int, *, kind: FeedForwardKind, dropout: float) -> nn.Module:
-    cls = GatedFeedForward if kind in (FeedForwardKind.SWIGLU, FeedForwardKind.GEGLU) else FeedForward
-    return cls(d_model, d_ff, kind=kind, dropout=dropout)
+def make_feedforward(
+    d_model: int, d_ff: int, *, kind: FeedForwardKind, dropout: float, bias: bool = True
+) -> nn.Module:
+    """The FFN of `kind`; `bias` applies to the plain kinds (the gated ones have none)."""
+    if kind in (FeedForwardKind.SWIGLU, FeedForwardKind.GEGLU):
+        return GatedFeedForward(d_model, d_ff, kind=kind, dropout=dropout)
+    return FeedForward(d_model, d_ff, kind=kind, dropout=dropout, bias=bias)

@@ -5,8 +5,16 @@ Shape legend: B batch, T length, D model width, H heads, K head width.
 
 from __future__ import annotations
 
+import enum
+
 import torch
 from torch import Tensor, nn
+
+
+class PositionalKind(enum.Enum):
+    SINUSOIDAL = "sinusoidal"
+    LEARNED = "learned"
+    ROTARY = "rotary"
 
 
 def sinusoidal_table(n_positions: int, d_model: int) -> Tensor:

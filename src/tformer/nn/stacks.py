@@ -17,11 +17,22 @@ from tformer.nn.positional import RotaryEmbedding
 
 def _final_norm(config: BlockConfig) -> nn.Module:
     if config.norm_position is NormPosition.PRE:
-        return nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
     return nn.Identity()
 
 
+def _check_cache(cache: KVCache | None, layers: nn.ModuleList, stack: str) -> None:
+    if cache is not None and len(cache) != len(layers):
+        raise ValueError(f"cache has {len(cache)} layers, the {stack} {len(layers)}")
+
+
 class Encoder(nn.Module):
+    """N self-attention blocks.
+
+    The decoder-only model (GPT) is this stack called with causal=True: a GPT block is an encoder block under a
+    causal mask, and a KV cache makes generation one position per step.
+    """
+
     def __init__(self, config: BlockConfig, n_layers: int, *, rotary: RotaryEmbedding | None = None) -> None:
         super().__init__()
         if n_layers < 1:
@@ -29,10 +40,14 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderBlock(config, rotary=rotary) for _ in range(n_layers))
         self.norm = _final_norm(config)
 
-    def forward(self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False) -> Tensor:
-        """x [B, S, D] -> [B, S, D]; mask Bool broadcastable to [B, H, S, S]."""
-        for layer in self.layers:
-            x = layer(x, mask=mask, causal=causal)
+    def forward(
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, cache: KVCache | None = None
+    ) -> Tensor:
+        """x [B, S, D] -> [B, S, D]; mask Bool broadcastable to [B, H, S, S]; with a cache, x is the new
+        positions only."""
+        _check_cache(cache, self.layers, "encoder")
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask=mask, causal=causal, cache=None if cache is None else cache[i])
         return self.norm(x)
 
 
@@ -55,8 +70,7 @@ class Decoder(nn.Module):
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """x [B, T, D], memory [B, S, D] -> (x [B, T, D], last layer's cross-attention [B, H, T, S] | None)."""
-        if cache is not None and len(cache) != len(self.layers):
-            raise ValueError(f"cache has {len(cache)} layers, the decoder {len(self.layers)}")
+        _check_cache(cache, self.layers, "decoder")
         weights = None
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
