@@ -16,9 +16,10 @@ def add_parser(sub) -> None:
         "evaluate",
         help="evaluate a checkpoint on a held-out split",
         description=(
-            "Decode a held-out split with the checkpoint's model and tokenizers; write the hypotheses; print "
-            "exact match, BLEU on lowercased tokenized text (as published Multi30k numbers), and cased "
-            "detokenized sacreBLEU and chrF with their signatures."
+            "Translation checkpoints: decode a held-out split with the checkpoint's model and tokenizers; write "
+            "the hypotheses; print exact match, BLEU on lowercased tokenized text (as published Multi30k "
+            "numbers), and cased detokenized sacreBLEU and chrF with their signatures. Language-model "
+            "checkpoints: print the split's cross-entropy, perplexity and (character models) bits per character."
         ),
     )
     p.add_argument(
@@ -54,9 +55,16 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.checkpoint, split=args.split, n=args.n, beam_size=args.beam, device=args.device
     )
+    m = result.metrics
+    if not result.hypotheses:  # a language model: nothing decoded, the split's likelihood is the result
+        print(f"{int(m['tokens'])} {args.split} tokens scored")
+        print(f"  cross-entropy: {m['loss']:.4f} nats/token   perplexity: {m['ppl']:.2f}")
+        if "bpc" in m:
+            print(f"  bits per character: {m['bpc']:.4f}")
+        print(json.dumps(m))
+        return 0
     output = args.output or Path(args.checkpoint).with_name(f"hypotheses.{args.split}.txt")
     output.write_text("".join(h + "\n" for h in result.hypotheses), encoding="utf-8")
-    m = result.metrics
     print(f"{m['n']} {args.split} sentences, beam {m['beam_size']}")
     print(f"  exact match:                       {100 * m['exact_match']:.2f}%")
     print(f"  BLEU, lowercased tokenized text:   {m['bleu_lowercase_tokenized']:.2f}")

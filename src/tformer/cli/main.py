@@ -6,9 +6,11 @@ import argparse
 import logging
 import sys
 
-from tformer.cli import data, demo, evaluate, info, reproduce, train, translate
+import torch
 
-COMMANDS = [demo, train, evaluate, translate, reproduce, data, info]
+from tformer.cli import data, demo, evaluate, generate, info, reproduce, train, translate
+
+COMMANDS = [demo, train, evaluate, translate, generate, reproduce, data, info]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({error.filename})" if error.filename else ""
         print(f"tformer {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
         return 2
+    except torch.OutOfMemoryError as error:  # the trainer's names the step and says what to change
+        if args.debug:
+            raise
+        first_line = (str(error).strip().splitlines() or ["out of memory"])[0]
+        print(f"tformer {args.command}: error: {first_line}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

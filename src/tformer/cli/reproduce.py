@@ -13,14 +13,18 @@ def add_parser(sub) -> None:
         "reproduce",
         help="reproduce a published result from scratch: train, average checkpoints, evaluate",
         description=(
-            "Trains the row's preset from scratch, averages the last checkpoints, decodes the test split with beam "
-            f"search and prints the result next to the target. Rows: {', '.join(ROWS)}. Dotted overrides "
+            "Trains the row's preset from scratch; translation rows average the last checkpoints and decode the "
+            "test split with beam search, language-model rows score their split with the best checkpoint; prints "
+            f"the result next to the target. Rows: {', '.join(ROWS)}. Dotted overrides "
             "(--train.max_steps=...) are passed to the preset."
         ),
     )
     p.add_argument("name", metavar="NAME", choices=sorted(ROWS), help=f"one of: {', '.join(ROWS)}")
     p.add_argument(
-        "--average", type=int, default=5, help="checkpoints to average (default: 5, the paper's choice)"
+        "--average",
+        type=int,
+        default=5,
+        help="translation rows: checkpoints to average (default: 5, the paper's choice)",
     )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(run=run, accepts_overrides=True)
@@ -34,10 +38,15 @@ def run(args: argparse.Namespace) -> int:
     )
     m = evaluation.metrics
     value = m[row.metric]
-    verdict = "reached" if value >= row.target - row.tolerance else "NOT reached"
-    print(f"{row.what} ({m['n']} sentences, beam {m['beam_size']}, checkpoint {checkpoint})")
-    print(f"  {row.metric}: {value:.2f}   target >= {row.target} (tolerance {row.tolerance}): {verdict}")
+    verdict = "reached" if row.reached(value) else "NOT reached"
+    bound = ">=" if row.higher_is_better else "<="
+    size = f"{m['n']} sentences, beam {m['beam_size']}" if "n" in m else f"{int(m['tokens'])} tokens"
+    print(f"{row.what} ({size}, checkpoint {checkpoint})")
+    print(f"  {row.metric}: {value:.4g}   target {bound} {row.target} (tolerance {row.tolerance}): {verdict}")
     print(f"  published anchor: {row.anchor}")
-    print(f"  sacreBLEU (cased, detokenized): {m['sacrebleu']:.2f}  {m['sacrebleu_signature']}")
-    print(f"  chrF: {m['chrf']:.2f}  {m['chrf_signature']}")
+    if "sacrebleu" in m:
+        print(f"  sacreBLEU (cased, detokenized): {m['sacrebleu']:.2f}  {m['sacrebleu_signature']}")
+        print(f"  chrF: {m['chrf']:.2f}  {m['chrf_signature']}")
+    else:
+        print("  " + "   ".join(f"{k}: {v:.4f}" for k, v in m.items() if k not in ("split", "tokens")))
     return 0 if verdict == "reached" else 1

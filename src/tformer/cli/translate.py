@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--beam {args.beam} cannot give --n-best {args.n_best}: use a beam of at least {args.n_best}"
         )
-    trained = load_trained(args.checkpoint, device=args.device)
+    trained = load_trained(args.checkpoint, device=args.device, task="translation")
     decode = (
         trained.config.decode
         if args.beam is None

@@ -32,7 +32,7 @@ def sample(
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    _check_filters(top_k=top_k, top_p=top_p)
+    check_filters(top_k=top_k, top_p=top_p)
 
     def draw(logits: Tensor) -> Tensor:
         filtered = filter_logits(logits.float() / temperature, top_k=top_k, top_p=top_p)  # Float[B, V]
@@ -56,7 +56,7 @@ def filter_logits(logits: Tensor, *, top_k: int | None = None, top_p: float | No
     Top-k keeps exactly k tokens (ties broken by `torch.topk`). Top-p keeps the smallest set of most likely
     tokens whose probability sums to at least `top_p`, and always at least the most likely token.
     """
-    _check_filters(top_k=top_k, top_p=top_p)
+    check_filters(top_k=top_k, top_p=top_p)
     if top_k is not None and top_k < logits.size(-1):
         kept = logits.topk(top_k, dim=-1).indices  # Long[..., k]
         logits = torch.full_like(logits, float("-inf")).scatter(-1, kept, logits.gather(-1, kept))
@@ -70,7 +70,21 @@ def filter_logits(logits: Tensor, *, top_k: int | None = None, top_p: float | No
     return logits
 
 
-def _check_filters(*, top_k: int | None, top_p: float | None) -> None:
+def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """CTRL's repetition penalty (Keskar et al., 2019): make every token already seen less likely.
+
+    logits Float[B, V], seen Bool[B, V]. A seen token's logit is divided by `penalty` when positive and multiplied
+    by it when negative, so with penalty > 1 it always moves down; 1.0 changes nothing.
+    """
+    if not penalty > 0:
+        raise ValueError(f"repetition_penalty must be > 0, got {penalty!r}")
+    if penalty == 1.0:
+        return logits
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
+
+
+def check_filters(*, top_k: int | None, top_p: float | None) -> None:
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
     if top_p is not None and not 0 < top_p <= 1:

@@ -1,4 +1,5 @@
-"""Evaluating a trained translation checkpoint on a held-out split: decode, score, save the hypotheses."""
+"""Evaluating a trained checkpoint on a held-out split: translation models decode and score the hypotheses;
+language models report the cross-entropy and perplexity of the split."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from tformer.metrics.bleu import sacrebleu_scores, tokenized_lowercase_bleu
 from tformer.metrics.text import exact_match
-from tformer.tasks.runs import load_trained
+from tformer.tasks.language_model import TextCodec, evaluate_stream, load_stream
+from tformer.tasks.runs import TrainedModel, load_trained
 from tformer.tasks.translation import translate
 from tformer.tasks.translation_data import load_pairs
 
@@ -16,7 +18,7 @@ from tformer.tasks.translation_data import load_pairs
 @dataclass
 class Evaluation:
     metrics: dict[str, float | int | str]
-    hypotheses: list[str]
+    hypotheses: list[str]  # empty for language models
     references: list[str]
 
 
@@ -39,8 +41,13 @@ def evaluate_checkpoint(
     beam_size: int | None = None,
     device: str = "auto",
 ) -> Evaluation:
-    """Decode `split` ("valid" or "test"; the first n pairs if given) with the checkpoint's own config."""
+    """Score the checkpoint on `split` with its own config. Translation: decode the split (the first n pairs
+    if given). Language model: score every token of the split (n and beam_size do not apply)."""
     trained = load_trained(checkpoint, device=device)
+    if trained.config.task == "language_model":
+        if n is not None or beam_size is not None:
+            raise ValueError("n and beam size apply to translation checkpoints, not to language models")
+        return _evaluate_language_model(trained, split=split)
     config = trained.config
     decode = config.decode if beam_size is None else dataclasses.replace(config.decode, beam_size=beam_size)
     data = config.data
@@ -51,3 +58,10 @@ def evaluate_checkpoint(
     hypotheses, references = [o.text for o in outputs], [t for _, t in pairs]
     metrics = {"split": split, "n": len(pairs), "beam_size": decode.beam_size}
     return Evaluation({**metrics, **score_translations(hypotheses, references)}, hypotheses, references)
+
+
+def _evaluate_language_model(trained: TrainedModel, *, split: str) -> Evaluation:
+    data = trained.config.data
+    stream = load_stream(data, TextCodec.for_config(data, trained.tokenizers), split)
+    metrics = evaluate_stream(trained.model, stream, data)
+    return Evaluation({"split": split, **metrics}, [], [])

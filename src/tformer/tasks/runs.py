@@ -1,28 +1,59 @@
 """From a preset or YAML file to a trained checkpoint, and from a checkpoint back to a working model.
 
 The run config is frozen here, once: preset YAML + command-line overrides -> a typed dataclass. Checkpoints store
-it resolved (the model section completed with the data's vocabulary), so `evaluate` and `translate` need nothing
-but the checkpoint file.
+it resolved (the model section completed with the data's vocabulary), so `evaluate`, `translate` and `generate`
+need nothing but the checkpoint file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from tformer.config import flatten, from_dict, load_yaml_with_lines, merge, parse_overrides, to_dict
-from tformer.data.tokenizers import TokenizerPair
+from tformer.data.tokenizers import Tokenizer, TokenizerPair
+from tformer.models.gpt import GPT
 from tformer.models.seq2seq import Seq2SeqTransformer
+from tformer.tasks.language_model import LanguageModelTask, LMRunConfig
 from tformer.tasks.translation import TranslationRunConfig, TranslationTask
 from tformer.training.checkpoint import load_checkpoint, load_model_weights
 from tformer.training.distributed import resolve_device
 from tformer.training.trainer import FitResult, Trainer
 
 PRESET_DIR = Path(__file__).parent / "presets"
-RUN_CONFIGS = {"translation": TranslationRunConfig}
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """What `train` and `load_trained` need to know about a task: its config, data, model and tokenizer types."""
+
+    run_config: type
+    task: Callable[..., Any]  # (run_config, *, tokenizer(s)=None) -> a TrainingTask with model_config()
+    model: Callable[[Any], nn.Module]  # model config -> model
+    tokenizer_from_json: Callable[[str], Any]
+
+
+TASKS: dict[str, TaskKind] = {
+    "translation": TaskKind(
+        TranslationRunConfig,
+        lambda config, tokenizer: TranslationTask(config, tokenizers=tokenizer),
+        Seq2SeqTransformer,
+        TokenizerPair.from_json,
+    ),
+    "language_model": TaskKind(
+        LMRunConfig,
+        lambda config, tokenizer: LanguageModelTask(config, tokenizer=tokenizer),
+        GPT,
+        Tokenizer.from_json,
+    ),
+}
+RunConfig = TranslationRunConfig | LMRunConfig
 
 
 def preset_names() -> list[str]:
@@ -58,66 +89,78 @@ def _load_with_base(path: Path, *, seen: tuple[Path, ...] = ()) -> tuple[dict, d
     return merge(base, data), {**base_locations, **locations}
 
 
-def load_run_config(preset_or_yaml: str, overrides: list[str] | None = None) -> TranslationRunConfig:
+def _task_kind(name: Any, *, where: str) -> TaskKind:
+    if name not in TASKS:
+        raise ValueError(f"{where}: unknown task {name!r} (valid: {', '.join(TASKS)})")
+    return TASKS[name]
+
+
+def load_run_config(preset_or_yaml: str, overrides: list[str] | None = None) -> RunConfig:
     path = resolve_preset(preset_or_yaml)
     data, locations = _load_with_base(path)
     extra = parse_overrides(overrides or [])
     locations |= {key: "command line" for key in flatten(extra)}
     data = merge(data, extra)
-    task = data.get("task", "translation")
-    if task not in RUN_CONFIGS:
-        raise ValueError(f"{path}: unknown task {task!r} (valid: {', '.join(RUN_CONFIGS)})")
-    return from_dict(RUN_CONFIGS[task], data, where=str(path), locations=locations)
+    kind = _task_kind(data.get("task", "translation"), where=str(path))
+    return from_dict(kind.run_config, data, where=str(path), locations=locations)
 
 
-def train(config: TranslationRunConfig, *, resume: bool = False) -> tuple[FitResult, TranslationTask, Path]:
+def train(config: RunConfig, *, resume: bool = False) -> tuple[FitResult, Any, Path]:
     """Build data, tokenizer and model from the run config and train; returns (result, task, out_dir).
 
     On resume the tokenizer comes from the checkpoint, so token ids keep their meaning.
     """
+    kind = _task_kind(config.task, where="run config")
     out_dir = Path(config.out_dir)
     last = out_dir / "last.safetensors"
-    tokenizers = None
+    tokenizer = None
     if resume and last.is_file():
-        tokenizers = TokenizerPair.from_json(load_checkpoint(last).tokenizer)
+        tokenizer = kind.tokenizer_from_json(load_checkpoint(last).tokenizer)
     torch.manual_seed(config.train.seed)  # the model's initial weights
-    task = TranslationTask(config, tokenizers=tokenizers)
+    task = kind.task(config, tokenizer)
     resolved = dataclasses.replace(config, model=task.model_config())
-    model = Seq2SeqTransformer(resolved.model)
+    model = kind.model(resolved.model)
     trainer = Trainer(
         model,
         task,
         config.train,
         out_dir=out_dir,
         run_config=to_dict(resolved),
-        tokenizer_json=task.tokenizers.to_json(),
+        tokenizer_json=task.tokenizer_json(),
     )
     return trainer.fit(resume=resume), task, out_dir
 
 
 @dataclass
 class TrainedModel:
-    config: TranslationRunConfig
-    model: Seq2SeqTransformer
-    tokenizers: TokenizerPair
+    config: Any  # the run config of the checkpoint's task (TranslationRunConfig, LMRunConfig)
+    model: nn.Module
+    tokenizers: Any  # TokenizerPair for translation, Tokenizer for language models
     progress: dict
 
 
-def load_trained(path: str | Path, *, device: str = "auto") -> TrainedModel:
-    """Everything needed to translate or evaluate, rebuilt from one checkpoint file (no pickle involved)."""
+def load_trained(path: str | Path, *, device: str = "auto", task: str | None = None) -> TrainedModel:
+    """Everything needed to use a model, rebuilt from one checkpoint file (no pickle involved).
+
+    `task`, when given, is the task the caller can handle; a checkpoint of another task is a clear error.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     ckpt = load_checkpoint(path)
     if ckpt.tokenizer is None:
         raise ValueError(f"{path} holds no tokenizer: it was not written by `tformer train`")
-    task = ckpt.run_config.get("task")
-    if task not in RUN_CONFIGS:
-        raise ValueError(f"{path}: checkpoint of unknown task {task!r} (valid: {', '.join(RUN_CONFIGS)})")
-    config = from_dict(RUN_CONFIGS[task], ckpt.run_config, where=f"{path} (stored run config)")
-    model = Seq2SeqTransformer(config.model)
+    stored_task = ckpt.run_config.get("task")
+    kind = _task_kind(stored_task, where=f"{path}: checkpoint")
+    if task is not None and stored_task != task:
+        raise ValueError(f"{path} is a {stored_task} checkpoint; this command needs a {task} checkpoint")
+    config = from_dict(kind.run_config, ckpt.run_config, where=f"{path} (stored run config)")
+    model = kind.model(config.model)
     load_model_weights(model, ckpt)
     model.to(resolve_device(device)).eval()
     return TrainedModel(
-        config=config, model=model, tokenizers=TokenizerPair.from_json(ckpt.tokenizer), progress=ckpt.progress
+        config=config,
+        model=model,
+        tokenizers=kind.tokenizer_from_json(ckpt.tokenizer),
+        progress=ckpt.progress,
     )

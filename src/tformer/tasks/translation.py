@@ -71,6 +71,9 @@ class TranslationTask:
             self.tokenizers.target.encode_batch([t for _, t in pairs]),
         )
 
+    def tokenizer_json(self) -> str:
+        return self.tokenizers.to_json()
+
     def model_config(self) -> Seq2SeqConfig:
         """The run's model config completed with the data's facts: the one place they meet."""
         src, tgt = self.tokenizers.source, self.tokenizers.target
