@@ -4,7 +4,9 @@ Everything a resumed run needs travels together: model weights, optimizer state 
 not by position), scheduler and grad-scaler state, progress counters, the resolved run config, the tokenizer
 and the RNG states. Tensors go into the safetensors body; everything else is JSON in the header, where a
 tensor is replaced by {"__tensor__": "<its key in the body>"}. Loading uses only safetensors and json, so
-opening a checkpoint never runs code from the file (no pickle).
+opening a checkpoint never runs code from the file (no pickle). A checksum stored with the file and the types
+of what it holds are checked on load (training/integrity.py): a damaged or crafted file is a ValueError naming
+the problem, never silently other weights or a crash deeper down.
 
 Parameter names are canonical: the `module.` (DDP) and `_orig_mod.` (torch.compile) path components are
 dropped, so a checkpoint fits the bare model and any wrapping of it.
@@ -24,6 +26,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from tformer.training import integrity
+
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
 _META_KEY = "tformer"  # header metadata entry with the JSON part
@@ -34,6 +38,8 @@ _TENSOR_REF = "__tensor__"
 _WRAPPER_PREFIXES = ("module", "_orig_mod")
 _SHOW = 5  # how many offending names an error message lists
 _PARTS = {"model", "optimizer", "scheduler", "scaler", "rng_state", "progress", "run_config"}
+_OPTIONAL_PARTS = {"optimizer", "scheduler", "scaler", "rng_state"}  # None when not saved
+_EXPECTED = f"expected a {SUFFIX} checkpoint written by tformer's save_checkpoint"
 
 
 @dataclass
@@ -92,49 +98,51 @@ def save_checkpoint(
     tensors: dict[str, Tensor] = {}
     tree = {name: _split_tensors(value, name, tensors) for name, value in parts.items()}
     stored, aliases = _store_each_storage_once(tensors)
-    header = {"format_version": FORMAT_VERSION, "tree": tree, "aliases": aliases}
+    header = {
+        "format_version": FORMAT_VERSION,
+        "tree": tree,
+        "aliases": aliases,
+        "checksum": integrity.CHECKSUM_KIND,
+    }
     metadata = {"format": "pt", _META_KEY: json.dumps(header)}
     if tokenizer is not None:
         metadata[_TOKENIZER_KEY] = tokenizer
+    metadata[integrity.CHECKSUM_KEY] = integrity.checksum(stored, metadata)
     _write_atomically(path, stored, metadata)
     return path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint written by save_checkpoint(); never unpickles anything."""
+    """Read a checkpoint written by save_checkpoint(); never unpickles anything.
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file and the problem, for anything
+    else: not safetensors (a pickle, a truncated file), damaged (checksum), a newer format, a bad structure.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist or is not a file")
-    expected = f"expected a {SUFFIX} checkpoint written by tformer's save_checkpoint"
     try:
         with safe_open(path, framework="pt", device="cpu") as file:
             metadata = file.metadata() or {}
             tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (safe_open is no dict)
     except Exception as error:  # safetensors raises its own error types for every kind of bad file
-        raise ValueError(f"{path} is not a readable safetensors file ({error}); {expected}") from error
+        raise ValueError(f"{path} is not a readable safetensors file ({error}); {_EXPECTED}") from error
     if _META_KEY not in metadata:
-        raise ValueError(f"{path} is a safetensors file without tformer metadata; {expected}")
-    try:
-        header = json.loads(metadata[_META_KEY])
-        version = header["format_version"]
-        tree, aliases = header["tree"], header["aliases"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} has damaged tformer metadata ({error!r}); {expected}") from error
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        raise ValueError(
-            f"{path} has checkpoint format version {version!r}; this tformer reads versions 1 to "
-            f"{FORMAT_VERSION}; upgrade tformer to load it"
-        )
+        raise ValueError(f"{path} is a safetensors file without tformer metadata; {_EXPECTED}")
+    integrity.verify(path, metadata, tensors)  # first: a damaged header would mislead the checks below
+    version, tree, aliases, declared = _parse_header(path, metadata)
+    integrity.check_declared(path, metadata, declared=declared)
     for alias, stored_key in aliases.items():
         if stored_key not in tensors:
             raise ValueError(
-                f"{path}: alias {alias!r} points at {stored_key!r}, which the file lacks; {expected}"
+                f"{path}: alias {alias!r} points at {stored_key!r}, which the file lacks; {_EXPECTED}"
             )
         tensors[alias] = tensors[stored_key]
-    parts = _join_tensors(tree, tensors, path)
-    missing_parts = _PARTS - parts.keys()
-    if missing_parts:
-        raise ValueError(f"{path} lacks the checkpoint parts {sorted(missing_parts)}; {expected}")
+    try:
+        parts = _join_tensors(tree, tensors, path)
+    except RecursionError:
+        raise ValueError(f"{path}: the tformer metadata is nested too deeply; {_EXPECTED}") from None
+    integrity.check_parts(path, parts, required=_PARTS, optional=_OPTIONAL_PARTS, expected=_EXPECTED)
     return Checkpoint(
         model_state=parts["model"],
         optimizer_state=parts["optimizer"],
@@ -147,6 +155,32 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         format_version=version,
         path=path,
     )
+
+
+def _parse_header(path: Path, metadata: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str], bool]:
+    """(format version, tree, aliases, whether a checksum is declared) from the JSON metadata, types checked."""
+    try:
+        header = json.loads(metadata[_META_KEY])
+        version, tree, aliases = header["format_version"], header["tree"], header["aliases"]
+    except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as error:
+        raise ValueError(f"{path} has damaged tformer metadata ({error!r}); {_EXPECTED}") from error
+    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ValueError(
+            f"{path} has checkpoint format version {version!r}; this tformer reads versions 1 to "
+            f"{FORMAT_VERSION}; upgrade tformer to load it"
+        )
+    kind = header.get("checksum")
+    if kind not in (None, integrity.CHECKSUM_KIND):
+        raise ValueError(
+            f"{path} has a {kind!r} checksum; this tformer knows {integrity.CHECKSUM_KIND!r} only"
+        )
+    if (
+        not isinstance(tree, dict)
+        or not isinstance(aliases, dict)
+        or not all(isinstance(key, str) for key in aliases.values())
+    ):
+        raise ValueError(f"{path}: the tformer metadata has a malformed tree or alias table; {_EXPECTED}")
+    return version, tree, aliases, kind is not None
 
 
 def load_model_weights(model: nn.Module, ckpt_or_path: Checkpoint | str | os.PathLike[str]) -> None:
@@ -314,7 +348,7 @@ def _join_tensors(value: Any, tensors: dict[str, Tensor], source: Path) -> Any:
     """Inverse of _split_tensors."""
     if isinstance(value, dict):
         if set(value) == {_TENSOR_REF}:
-            if value[_TENSOR_REF] not in tensors:
+            if not isinstance(value[_TENSOR_REF], str) or value[_TENSOR_REF] not in tensors:
                 raise ValueError(
                     f"{source} refers to tensor {value[_TENSOR_REF]!r}, which it does not contain"
                 )

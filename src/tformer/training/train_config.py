@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tformer.training.guards import NONFINITE_POLICIES
 from tformer.training.schedules import ScheduleConfig
 
 _PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -44,6 +45,10 @@ class TrainConfig:
     log_every: int = 50
     compile: bool = False
     progress_bar: bool = True
+    # A NaN/inf loss or gradient norm: "stop" (keep the last good checkpoint, name the step and batch) or
+    # "skip" the update and count it. Stop is the default: such a loss usually means divergence or bad data,
+    # which silently skipping would hide; skip suits long runs with a few bad batches.
+    nonfinite: str = "stop"
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # YAML has no tuples
@@ -75,6 +80,7 @@ class TrainConfig:
                 "None or an integer >= 1",
             ),
             ("precision", self.precision in _PRECISIONS, f"one of {_PRECISIONS}"),
+            ("nonfinite", self.nonfinite in NONFINITE_POLICIES, f"one of {NONFINITE_POLICIES}"),
             ("device", isinstance(self.device, str), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ]
         for name, ok, valid in checks:

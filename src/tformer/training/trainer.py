@@ -5,6 +5,10 @@ gradients once by the window's item count summed over all processes, so k micro-
 one batch of k*W micro-batches exactly (up to float rounding). Then clip, step, schedule, log; every
 ``eval_every`` evaluate (best checkpoint, plateau schedule, early stopping); every ``checkpoint_every`` and at
 the end save everything a bit-exact resume needs, including the data position and the RNG state.
+
+Faults (training/guards.py): a non-finite loss or gradient norm stops the run or skips the update
+(TrainConfig.nonfinite) before the optimizer sees it; out-of-memory and OS errors become one-line messages
+naming the step, the batch and the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from torch import nn
 
 import tformer
 from tformer.seeding import capture_rng_state, restore_rng_state, seed_everything
+from tformer.training import guards
 from tformer.training.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from tformer.training.distributed import (
     DistributedContext,
@@ -81,6 +86,7 @@ def _fresh_progress() -> dict[str, Any]:
         "best_metric": None,
         "best_step": None,
         "bad_evals": 0,
+        "skipped_steps": 0,  # updates dropped for a non-finite loss or gradient (TrainConfig.nonfinite="skip")
     }
 
 
@@ -111,7 +117,13 @@ class _Run:
     scaler: torch.amp.GradScaler
     logger: RunLogger
     progress: dict[str, Any]
+    guard: guards.NonFiniteGuard
+    saved_step: int | None  # the step of out_dir/last.safetensors, the last good checkpoint; None: none yet
     history: list[dict[str, Any]] = field(default_factory=list)
+    # since the last log line; an update skipped for a non-finite loss adds its seconds only
+    interval: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("loss_sum", "n_items", "seconds"), 0.0)
+    )
 
 
 class Trainer:
@@ -209,7 +221,10 @@ class Trainer:
         logger.write_run_info(self._run_info(ctx, resumed_from=progress["step"] if resumed else None))
         train_model = torch.compile(model) if cfg.compile else model
         train_model = wrap_ddp(train_model, ctx)
-        return _Run(ctx, model, train_model, optimizer, scheduler, scaler, logger, progress)
+        guard, saved_step = guards.NonFiniteGuard(cfg.nonfinite), progress["step"] if resumed else None
+        return _Run(
+            ctx, model, train_model, optimizer, scheduler, scaler, logger, progress, guard, saved_step
+        )
 
     def _run_info(self, ctx: DistributedContext, *, resumed_from: int | None) -> dict[str, Any]:
         return {
@@ -232,50 +247,68 @@ class Trainer:
         batches = _micro_batches(
             self.task, epoch=progress["epoch"], skip=progress["batch_in_epoch"], ctx=run.ctx
         )
-        interval = {"loss_sum": 0.0, "n_items": 0.0, "seconds": 0.0}  # since the last log line
         stop = self._patience_exhausted(progress)
         run.model.train()
         while progress["step"] < cfg.max_steps and not stop:
-            started = time.perf_counter()
             step = progress["step"] + 1
-            loss_sum, n_items = self._accumulate(run, batches)
-            if not math.isfinite(loss_sum) or n_items <= 0:
-                raise ValueError(
-                    f"training stopped at step {step}: loss_sum={loss_sum}, n_items={n_items} (non-finite loss "
-                    f"or an empty window); the last good checkpoint is {self.out_dir / LAST_CHECKPOINT}"
-                )
-            lr = run.scheduler.lr  # the rate this update uses; the scheduler then moves to the next one
-            grad_norm = self._update(run, n_items)
-            progress["step"] = step
-            seconds = time.perf_counter() - started
-            for key, value in (("loss_sum", loss_sum), ("n_items", n_items), ("seconds", seconds)):
-                interval[key] += value
-            run.logger.advance(
-                loss=f"{loss_sum / n_items:.4f}", lr=f"{lr:.3g}", items_s=f"{n_items / seconds:.0f}"
-            )
-            if step % cfg.log_every == 0:
-                record = {
-                    "step": step,
-                    "loss": interval["loss_sum"] / interval["n_items"],
-                    "lr": lr,
-                    "items_per_s": interval["n_items"] / interval["seconds"],
-                }
-                if grad_norm is not None:
-                    record["grad_norm"] = grad_norm.item()
-                self._record(run, record)
-                interval = dict.fromkeys(interval, 0.0)
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:  # the final model is always evaluated
-                stop = self._evaluate(run, step)
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop:
-                self._save_periodic(run, step)
+            with guards.explain_faults(
+                step=step, context=lambda: f"{guards.position_of(progress)}; {self._last_good(run)}"
+            ):
+                stop = self._step(run, step, batches)
 
-    def _accumulate(self, run: _Run, batches: Iterator[tuple[int, int, Batch]]) -> tuple[float, float]:
-        """Forward/backward grad_accum_steps micro-batches; return the window's global (loss_sum, n_items)."""
+    def _step(self, run: _Run, step: int, batches: Iterator[tuple[int, int, Batch]]) -> bool:
+        """One update with its log line, evaluation and checkpoint; returns True when early stopping triggers."""
+        cfg, progress, interval = self.config, run.progress, run.interval
+        started = time.perf_counter()
+        window = self._accumulate(run, batches)
+        if window.n_items <= 0:
+            raise ValueError(
+                f"training stopped at step {step}: {window.describe()} hold no items "
+                f"(n_items={window.n_items}); task.loss must count the items its loss sums over"
+            )
+        lr = run.scheduler.lr  # the rate this update uses; the scheduler then moves to the next one
+        grad_norm = self._update(run, window, step)
+        progress["step"] = step
+        seconds = time.perf_counter() - started
+        interval["seconds"] += seconds
+        if math.isfinite(window.loss_sum):
+            interval["loss_sum"] += window.loss_sum
+            interval["n_items"] += window.n_items
+        run.logger.advance(
+            loss=f"{window.loss_sum / window.n_items:.4f}",
+            lr=f"{lr:.3g}",
+            items_s=f"{window.n_items / seconds:.0f}",
+        )
+        if step % cfg.log_every == 0:
+            items = interval["n_items"]
+            record = {
+                "step": step,
+                "loss": interval["loss_sum"] / items if items else float("nan"),  # nan: every update skipped
+                "lr": lr,
+                "items_per_s": items / interval["seconds"],
+            }
+            if grad_norm is not None:
+                record["grad_norm"] = grad_norm.item()
+            if progress["skipped_steps"]:
+                record["skipped_steps"] = progress["skipped_steps"]
+            self._record(run, record)
+            run.interval = dict.fromkeys(interval, 0.0)
+        stop = False
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:  # the final model is always evaluated
+            stop = self._evaluate(run, step)
+        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop:
+            self._save_periodic(run, step)
+        return stop
+
+    def _accumulate(self, run: _Run, batches: Iterator[tuple[int, int, Batch]]) -> guards.Window:
+        """Forward/backward grad_accum_steps micro-batches; the window's global loss and item totals."""
         k = self.config.grad_accum_steps
         totals = torch.zeros(2, dtype=torch.float64, device=run.ctx.device)  # [loss_sum, n_items]
+        window = guards.Window()
         for micro in range(k):
             epoch, consumed, batch = next(batches)
             run.progress["epoch"], run.progress["batch_in_epoch"] = epoch, consumed
+            window.positions.append(guards.BatchPosition(epoch, consumed - 1))
             batch = batch.to(run.ctx.device)
             # DDP all-reduces gradients only on the window's last backward; no_sync must cover the forward too.
             is_last = micro == k - 1
@@ -288,29 +321,56 @@ class Trainer:
                 if not isinstance(out, LossOutput):
                     raise TypeError(f"task.loss must return a LossOutput, got {type(out).__name__}")
                 run.scaler.scale(out.loss_sum).backward()
-            totals[0] += out.loss_sum.detach().to(torch.float64)
+            window.micro_losses.append(out.loss_sum.detach())
+            totals[0] += window.micro_losses[-1].to(torch.float64)
             totals[1] += torch.as_tensor(out.n_items, device=run.ctx.device).to(torch.float64)
         all_reduce_sum(totals, run.ctx)
-        loss_sum, n_items = totals.tolist()
-        return loss_sum, n_items
+        window.loss_sum, window.n_items = totals.tolist()
+        return window
 
-    def _update(self, run: _Run, n_items: float) -> torch.Tensor | None:
-        """Normalise, clip and apply the accumulated gradients; returns the pre-clip norm when clipping."""
+    def _update(self, run: _Run, window: guards.Window, step: int) -> torch.Tensor | None:
+        """Normalise, clip and apply the accumulated gradients; returns the pre-clip norm when clipping.
+
+        A non-finite loss or gradient norm never reaches the optimizer (see _drop_update).
+        """
+        if not math.isfinite(window.loss_sum):
+            what, where = f"non-finite loss ({window.loss_sum})", window.first_nonfinite()
+            return self._drop_update(run, step, what=what, where=where)
         run.scaler.unscale_(run.optimizer)
         # Gradients hold the sum over the window's items (DDP averaged them over W processes): x W / N gives
         # the mean over all N items of the global window.
-        scale = run.ctx.world_size / n_items
+        scale = run.ctx.world_size / window.n_items
         params = [p for p in run.model.parameters() if p.grad is not None]
         for param in params:
             param.grad.mul_(scale)
         grad_norm = None
         if self.config.clip_norm is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.clip_norm)
+        # fp16's GradScaler finds inf/NaN gradients itself and skips the step; other precisions check here.
+        # Every process holds the same all-reduced gradients, so all of them take the same decision.
+        if not run.scaler.is_enabled():
+            norm = (grad_norm if grad_norm is not None else guards.total_grad_norm(params)).item()
+            if not math.isfinite(norm):
+                what, where = f"non-finite gradient norm ({norm})", window.describe()
+                return self._drop_update(run, step, what=what, where=where)
         run.scaler.step(run.optimizer)  # skips the step if fp16 gradients overflowed
         run.scaler.update()
+        run.guard.passed()
         run.optimizer.zero_grad(set_to_none=True)
         run.scheduler.step()
         return grad_norm
+
+    def _drop_update(self, run: _Run, step: int, *, what: str, where: str) -> None:
+        """A non-finite update: the guard raises (nonfinite="stop"), or its gradients are dropped and it is
+        counted; the step still counts and the schedule moves on, as with fp16's overflow skips."""
+        run.guard.reject(what=what, step=step, where=where, last_good=self._last_good(run))
+        run.progress["skipped_steps"] += 1
+        run.logger.warning(f"step {step}: update skipped: {what} ({where})")
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scheduler.step()
+
+    def _last_good(self, run: _Run) -> str:
+        return guards.last_good(self.out_dir / LAST_CHECKPOINT, run.saved_step)
 
     def _evaluate(self, run: _Run, step: int) -> bool:
         """Evaluate on rank 0, share the metric, track the best; returns True when early stopping triggers."""
@@ -356,11 +416,13 @@ class Trainer:
         last = self.out_dir / LAST_CHECKPOINT
         if self.config.keep_last == 0:
             self._save(run, last)
-            return
-        numbered = numbered_checkpoint(self.out_dir, step)
-        self._save(run, numbered)
-        if run.ctx.is_main:
-            link_or_copy(numbered, last)
+        else:
+            numbered = numbered_checkpoint(self.out_dir, step)
+            self._save(run, numbered)
+            if run.ctx.is_main:
+                link_or_copy(numbered, last)
+        run.saved_step = step  # each write above is atomic: until here, last is still the previous one
+        if self.config.keep_last and run.ctx.is_main:
             prune_numbered(self.out_dir, self.config.keep_last)
 
     def _save(self, run: _Run, path: Path) -> None:
