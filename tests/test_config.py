@@ -269,6 +269,35 @@ def test_union_fields_try_each_member() -> None:
     assert type(decay) is float
 
 
+@dataclass(frozen=True)
+class _Transformer:
+    type: Literal["transformer"] = "transformer"
+    d_model: int = 8
+
+
+@dataclass(frozen=True)
+class _Lstm:
+    type: Literal["lstm"] = "lstm"
+    d_hidden: int = 4
+
+
+@dataclass(frozen=True)
+class _Run:
+    model: _Transformer | _Lstm = field(default_factory=_Transformer)
+
+
+def test_a_union_of_tagged_dataclasses_is_chosen_by_its_type_key() -> None:
+    assert from_dict(_Run, {"model": {"type": "lstm", "d_hidden": 6}}).model == _Lstm(d_hidden=6)
+    assert from_dict(_Run, {"model": {"d_model": 16}}).model == _Transformer(
+        d_model=16
+    )  # default: first member
+    # the chosen class's own error, not a vague "wrong type" after trying every member
+    with pytest.raises(ValueError, match=r"unknown key 'model.d_model' \(valid: type, d_hidden\)"):
+        from_dict(_Run, {"model": {"type": "lstm", "d_model": 6}})
+    with pytest.raises(ValueError, match=r"unknown model.type 'gru' \(valid: transformer, lstm\)"):
+        from_dict(_Run, {"model": {"type": "gru"}})
+
+
 def test_where_prefixes_messages() -> None:
     with pytest.raises(ValueError, match=r"^run\.yaml: unknown key 'x'"):
         from_dict(RunConfig, {"x": 1}, where="run.yaml")

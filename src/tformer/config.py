@@ -167,12 +167,39 @@ def _convert_union(tp: Any, args: tuple[Any, ...], value: Any, *, key: str, sour
     members = [arg for arg in args if arg is not type(None)]
     if len(members) == 1:  # Optional[X]: X's own error is the most useful one
         return _convert(members[0], value, key=key, source=source)
+    tagged = _tagged_members(members)
+    if tagged and isinstance(value, Mapping):
+        return _convert_tagged(tagged, value, key=key, source=source)
     for member in members:
         try:
             return _convert(member, value, key=key, source=source)
         except (TypeError, ValueError):
             continue
     raise _wrong_type(tp, value, key=key, source=source)
+
+
+def _tagged_members(members: list[Any]) -> dict[str, type] | None:
+    """A union of dataclasses that each fix a `type: Literal["name"]` field: the tag -> member table, else None.
+
+    Such a union is chosen by its `type` key (say `model.type: lstm_attention`), so errors come from the chosen
+    class, not from a guess; a mapping without `type` gets the first member, the family's default."""
+    table = {}
+    for member in members:
+        hint = typing.get_type_hints(member).get("type") if dataclasses.is_dataclass(member) else None
+        if typing.get_origin(hint) is not Literal or len(typing.get_args(hint)) != 1:
+            return None
+        table[typing.get_args(hint)[0]] = member
+    return table
+
+
+def _convert_tagged(tagged: dict[str, type], value: Mapping, *, key: str, source: _Source) -> Any:
+    tag = value.get("type", next(iter(tagged)))
+    if tag not in tagged:
+        dotted = _join(key, "type")
+        raise ValueError(
+            f"{source.prefix(dotted)}unknown {dotted} {tag!r} (valid: {', '.join(map(str, tagged))})"
+        )
+    return _build(tagged[tag], value, key=key, source=source)
 
 
 def _choose(tp: Any, choices: Sequence[Any], value: Any, *, key: str, source: _Source) -> Any:

@@ -12,6 +12,7 @@ Shape legend: B batch, S source length, T target length, D model width, H heads,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +34,7 @@ from tformer.nn.stacks import Decoder, Encoder
 
 @dataclass(frozen=True)
 class Seq2SeqConfig:
+    type: Literal["transformer"] = "transformer"  # a run config's `model.type` picks the model family
     src_vocab_size: int = 37000
     tgt_vocab_size: int = 37000
     d_model: int = 512
