@@ -56,3 +56,12 @@ def find_model_preset(name: str) -> tuple[ModelFamily, dict]:
     raise ValueError(
         f"model preset {name!r} is ambiguous: say {' or '.join(f'{f.name}.{preset}' for f in matches)}"
     )
+
+
+def build_model(config: object) -> nn.Module:
+    """The model a config describes, found by the config's class (a run config's `model.type` chose it)."""
+    for family in MODEL_FAMILIES.values():
+        if type(config) is family.config_cls:
+            return family.build(config)
+    valid = ", ".join(f.config_cls.__name__ for f in MODEL_FAMILIES.values())
+    raise TypeError(f"no model family is built from {type(config).__name__} (valid: {valid})")

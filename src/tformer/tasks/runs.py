@@ -18,8 +18,7 @@ from torch import nn
 
 from tformer.config import flatten, from_dict, load_yaml_with_lines, merge, parse_overrides, to_dict
 from tformer.data.tokenizers import Tokenizer, TokenizerPair
-from tformer.models.gpt import GPT
-from tformer.models.seq2seq import Seq2SeqTransformer
+from tformer.registry import build_model
 from tformer.tasks.language_model import LanguageModelTask, LMRunConfig
 from tformer.tasks.translation import TranslationRunConfig, TranslationTask
 from tformer.training.checkpoint import load_checkpoint, load_model_weights
@@ -31,11 +30,11 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 @dataclass(frozen=True)
 class TaskKind:
-    """What `train` and `load_trained` need to know about a task: its config, data, model and tokenizer types."""
+    """What `train` and `load_trained` need to know about a task: its run config, data and tokenizer types.
+    The model is built from the run config's model section (`registry.build_model`)."""
 
     run_config: type
-    task: Callable[..., Any]  # (run_config, *, tokenizer(s)=None) -> a TrainingTask with model_config()
-    model: Callable[[Any], nn.Module]  # model config -> model
+    task: Callable[..., Any]  # (run_config, tokenizer(s) or None) -> a TrainingTask with model_config()
     tokenizer_from_json: Callable[[str], Any]
 
 
@@ -43,13 +42,11 @@ TASKS: dict[str, TaskKind] = {
     "translation": TaskKind(
         TranslationRunConfig,
         lambda config, tokenizer: TranslationTask(config, tokenizers=tokenizer),
-        Seq2SeqTransformer,
         TokenizerPair.from_json,
     ),
     "language_model": TaskKind(
         LMRunConfig,
         lambda config, tokenizer: LanguageModelTask(config, tokenizer=tokenizer),
-        GPT,
         Tokenizer.from_json,
     ),
 }
@@ -119,7 +116,7 @@ def train(config: RunConfig, *, resume: bool = False) -> tuple[FitResult, Any, P
     torch.manual_seed(config.train.seed)  # the model's initial weights
     task = kind.task(config, tokenizer)
     resolved = dataclasses.replace(config, model=task.model_config())
-    model = kind.model(resolved.model)
+    model = build_model(resolved.model)
     trainer = Trainer(
         model,
         task,
@@ -155,7 +152,7 @@ def load_trained(path: str | Path, *, device: str = "auto", task: str | None = N
     if task is not None and stored_task != task:
         raise ValueError(f"{path} is a {stored_task} checkpoint; this command needs a {task} checkpoint")
     config = from_dict(kind.run_config, ckpt.run_config, where=f"{path} (stored run config)")
-    model = kind.model(config.model)
+    model = build_model(config.model)
     load_model_weights(model, ckpt)
     model.to(resolve_device(device)).eval()
     return TrainedModel(
