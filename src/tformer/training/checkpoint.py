@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -37,6 +38,7 @@ _TOKENIZER_KEY = (
 _TENSOR_REF = "__tensor__"
 _WRAPPER_PREFIXES = ("module", "_orig_mod")
 _SHOW = 5  # how many offending names an error message lists
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 _PARTS = {"model", "optimizer", "scheduler", "scaler", "rng_state", "progress", "run_config"}
 _OPTIONAL_PARTS = {"optimizer", "scheduler", "scaler", "rng_state"}  # None when not saved
 _EXPECTED = f"expected a {SUFFIX} checkpoint written by tformer's save_checkpoint"
@@ -397,12 +399,23 @@ def _write_atomically(path: Path, tensors: dict[str, Tensor], metadata: dict[str
     except BaseException as error:
         with contextlib.suppress(OSError):  # never let the clean-up hide the original error
             tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError):
+        failure = _file_system_failure(error)
+        if failure is not None:
             # OSError(errno, ...) keeps the subclass (PermissionError, ...) and names the target
-            raise OSError(
-                error.errno, f"could not write checkpoint {path}: {error.strerror or error}"
-            ) from error
+            raise OSError(failure[0], f"could not write checkpoint {path}: {failure[1]}") from error
         raise
+
+
+def _file_system_failure(error: BaseException) -> tuple[int | None, str] | None:
+    """(errno, reason) when `error` is a file-system failure, else None. safetensors reports those as a
+    SafetensorError whose text alone holds the errno ("I/O error: Permission denied (os error 13)")."""
+    if isinstance(error, OSError):
+        return error.errno, error.strerror or str(error)
+    match = _OS_ERROR.search(str(error)) if isinstance(error, SafetensorError) else None
+    if match is None:
+        return None
+    code = int(match.group(1))
+    return code, os.strerror(code)
 
 
 def _fsync_directory(directory: Path) -> None:

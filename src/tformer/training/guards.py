@@ -127,7 +127,7 @@ _MEMORY_ADVICE = (
 
 
 @contextlib.contextmanager
-def explain_faults(*, step: int, context: Callable[[], str]) -> Iterator[None]:
+def explain_faults(*, step: int, out_dir: Path, context: Callable[[], str]) -> Iterator[None]:
     """Re-raise an out-of-memory or OS error from inside as a one-line error naming the step and `context()`.
 
     `context` is called only on failure; it says where the data is and which checkpoint is the last good one.
@@ -148,6 +148,6 @@ def explain_faults(*, step: int, context: Callable[[], str]) -> Iterator[None]:
         # OSError(errno, message) keeps the subclass (PermissionError for EACCES, ...) for callers that check it
         raise OSError(
             error.errno,
-            f"training stopped at step {step} ({context()}): {reason}. Free disk space or make the output "
-            "directory writable, then continue with --resume",
+            f"training stopped at step {step} ({context()}): {reason}. Free disk space or make {out_dir} "
+            "writable, then continue with --resume",
         ) from error

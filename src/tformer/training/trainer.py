@@ -251,9 +251,7 @@ class Trainer:
         run.model.train()
         while progress["step"] < cfg.max_steps and not stop:
             step = progress["step"] + 1
-            with guards.explain_faults(
-                step=step, context=lambda: f"{guards.position_of(progress)}; {self._last_good(run)}"
-            ):
+            with guards.explain_faults(step=step, out_dir=self.out_dir, context=lambda: self._where(run)):
                 stop = self._step(run, step, batches)
 
     def _step(self, run: _Run, step: int, batches: Iterator[tuple[int, int, Batch]]) -> bool:
@@ -371,6 +369,9 @@ class Trainer:
 
     def _last_good(self, run: _Run) -> str:
         return guards.last_good(self.out_dir / LAST_CHECKPOINT, run.saved_step)
+
+    def _where(self, run: _Run) -> str:
+        return f"{guards.position_of(run.progress)}; {self._last_good(run)}"
 
     def _evaluate(self, run: _Run, step: int) -> bool:
         """Evaluate on rank 0, share the metric, track the best; returns True when early stopping triggers."""
