@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from tformer.models import gpt, seq2seq
+from tformer.models import gpt, rnn, seq2seq
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,21 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         config_cls=gpt.GPTConfig,
         build=gpt.GPT,
         presets=gpt.PRESETS,
+        example_inputs=gpt.example_inputs,
+    ),
+    # The recurrent baselines of issue 6; their inputs are those of the Transformer they stand in for.
+    "lstm_attention": ModelFamily(
+        name="lstm_attention",
+        config_cls=rnn.LSTMSeq2SeqConfig,
+        build=rnn.LSTMAttentionSeq2Seq,
+        presets={"tiny": dict(d_embed=32, d_hidden=64, dropout=0.0)},
+        example_inputs=seq2seq.example_inputs,
+    ),
+    "lstm_lm": ModelFamily(
+        name="lstm_lm",
+        config_cls=rnn.LSTMLMConfig,
+        build=rnn.LSTMLanguageModel,
+        presets={"tiny": dict(vocab_size=1000, d_embed=32, d_hidden=32, dropout=0.0)},
         example_inputs=gpt.example_inputs,
     ),
 }

@@ -25,3 +25,44 @@ def test_extends_loop_and_bad_value_are_errors(tmp_path):
     bad.write_text("extends: [a, b]\n", encoding="utf-8")
     with pytest.raises(ValueError, match="must name a preset"):
         load_run_config(str(bad))
+
+
+def test_the_lstm_recipe_shares_data_and_decoding_with_the_transformer_recipe():
+    transformer, lstm = load_run_config("multi30k_de_en"), load_run_config("multi30k_de_en_lstm")
+    assert lstm.model.type == "lstm_attention" and transformer.model.type == "transformer"
+    assert lstm.data == transformer.data and lstm.decode == transformer.decode
+
+
+LSTM_DATES = """
+task: translation
+data: {dataset: dates, n_train: 300, n_valid: 10, tokenizer: char, max_tokens: 512, eval_decode: 5}
+model: {type: lstm_attention, d_embed: 16, d_hidden: 32, dropout: 0.0}
+train:
+  max_steps: 4
+  schedule: {kind: constant, warmup_steps: 0}
+  eval_every: 2
+  checkpoint_every: 2
+  device: cpu
+  progress_bar: false
+decode: {beam_size: 2, max_new_tokens: 12}
+"""
+
+
+def test_an_lstm_model_runs_through_the_translation_pipeline(tmp_path, capsys):
+    from tformer.cli.main import main
+    from tformer.models.rnn import LSTMAttentionSeq2Seq
+    from tformer.tasks.runs import load_trained
+
+    config = tmp_path / "lstm.yaml"
+    config.write_text(LSTM_DATES, encoding="utf-8")
+    assert main(["train", str(config), f"--out_dir={tmp_path / 'run'}"]) == 0
+    ckpt = tmp_path / "run" / "best.safetensors"
+    assert isinstance(load_trained(ckpt, device="cpu").model, LSTMAttentionSeq2Seq)
+    capsys.readouterr()
+    assert main(["translate", str(ckpt), "4 July 1976", "--beam", "3", "--n-best", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert main(["evaluate", str(ckpt), "--split", "valid", "--n", "4"]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(LSTM_DATES.replace("d_embed: 16", "d_model: 16"), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"unknown key 'model.d_model'"):
+        load_run_config(str(bad))

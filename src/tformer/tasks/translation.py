@@ -25,6 +25,7 @@ from tformer.data.tokenizers import Tokenizer, TokenizerPair
 from tformer.decoding import Hypothesis, Seq2SeqState, beam_search, greedy_search
 from tformer.metrics.bleu import tokenized_lowercase_bleu
 from tformer.metrics.text import exact_match
+from tformer.models.rnn import LSTMSeq2SeqConfig
 from tformer.models.seq2seq import Seq2SeqConfig
 from tformer.tasks.translation_data import TranslationDataConfig, build_tokenizers, load_pairs
 from tformer.training.losses import LossOutput, label_smoothed_cross_entropy
@@ -51,7 +52,7 @@ class TranslationRunConfig:
     task: str = "translation"
     out_dir: str = "runs/translation"
     data: TranslationDataConfig = field(default_factory=TranslationDataConfig)
-    model: Seq2SeqConfig = field(default_factory=Seq2SeqConfig)
+    model: Seq2SeqConfig | LSTMSeq2SeqConfig = field(default_factory=Seq2SeqConfig)  # by `model.type`
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
@@ -74,7 +75,7 @@ class TranslationTask:
     def tokenizer_json(self) -> str:
         return self.tokenizers.to_json()
 
-    def model_config(self) -> Seq2SeqConfig:
+    def model_config(self) -> Seq2SeqConfig | LSTMSeq2SeqConfig:
         """The run's model config completed with the data's facts: the one place they meet."""
         src, tgt = self.tokenizers.source, self.tokenizers.target
         return dataclasses.replace(
