@@ -8,9 +8,9 @@ import sys
 
 import torch
 
-from tformer.cli import data, demo, evaluate, generate, info, reproduce, train, translate
+from tformer.cli import data, demo, embed, evaluate, generate, info, reproduce, train, translate
 
-COMMANDS = [demo, train, evaluate, translate, generate, reproduce, data, info]
+COMMANDS = [demo, train, evaluate, translate, generate, reproduce, data, info, embed]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -144,6 +144,14 @@ class GPT(nn.Module):
         With a cache, input_ids are only the new tokens: their positions continue from cache.length, and the
         cache (returned in the output) grows by T.
         """
+        x = self.hidden_states(input_ids, cache=cache)
+        if last_only:  # generation reads one row: skip the V x D matmul for all the others
+            x = x[:, -1:]  # [B, T, D] -> [B, 1, D]
+        return LMOutput(logits=self.lm_head(x), cache=cache)
+
+    def hidden_states(self, input_ids: Tensor, *, cache: KVCache | None = None) -> Tensor:
+        """input_ids Long[B, T] -> [B, T, D]: the final LayerNorm's output, which lm_head turns into logits
+        (the contextual vectors of the tokens). A cache works as in forward."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be Long[B, T], got shape {tuple(input_ids.shape)}")
         offset = 0 if cache is None else cache.length
@@ -157,10 +165,7 @@ class GPT(nn.Module):
         x = self.token_embedding(input_ids)  # [B, T] -> [B, T, D]
         if not isinstance(self.positions, nn.Identity):
             x = self.positions(x, offset=offset)
-        x = self.blocks(self.dropout(x), causal=True, cache=cache)
-        if last_only:  # generation reads one row: skip the V x D matmul for all the others
-            x = x[:, -1:]  # [B, T, D] -> [B, 1, D]
-        return LMOutput(logits=self.lm_head(x), cache=cache)
+        return self.blocks(self.dropout(x), causal=True, cache=cache)
 
     def new_cache(self, *, max_length: int | None = None) -> KVCache:
         return KVCache(self.config.n_layers, max_length=max_length)
