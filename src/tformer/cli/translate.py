@@ -47,20 +47,33 @@ def add_parser(sub) -> None:
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
+    data = path.read_bytes()
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return _split_lines(data.decode("utf-8"))
     except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        line = data[: error.start].count(b"\n") + 1
         raise ValueError(f"{path}:{line}: not valid UTF-8 ({error.reason}); save the file as UTF-8") from None
 
 
 def _read_stdin() -> list[str]:
     data = sys.stdin.buffer.read()
     try:
-        return data.decode("utf-8").splitlines()
+        return _split_lines(data.decode("utf-8"))
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise ValueError(f"stdin line {line}: not valid UTF-8 ({error.reason})") from None
+
+
+def _split_lines(text: str) -> list[str]:
+    r"""One sentence per "\n"-terminated line (a CRLF's "\r" and a leading byte-order mark dropped).
+
+    Not str.splitlines: it also breaks at U+2028, U+0085, \x1c ... which can sit inside a sentence, and would
+    then put the output lines out of step with the input lines.
+    """
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":  # the end of the last line, or no input at all
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _format(result: Translation, n_best: int) -> str:
@@ -73,7 +86,8 @@ def _format(result: Translation, n_best: int) -> str:
 
 def _prepare(sentences: list[str], trained: TrainedModel) -> list[str]:
     """Normalise inputs as the training data was; cut those longer than the model's positions, with a warning."""
-    limit = trained.config.model.max_len - 1  # one position for EOS
+    # Recurrent models have no position table; 1024 keeps a runaway line from stalling them all the same.
+    limit = getattr(trained.config.model, "max_len", 1024) - 1  # one position for EOS
     clipped = []
     for number, sentence in enumerate(prepare_sources(trained.config.data, sentences), 1):
         ids = trained.tokenizers.source.encode(sentence)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,8 @@ def _int_at_least(value: Any, low: int) -> bool:
 
 
 def _number_above(value: Any, low: float, *, inclusive: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # finite too: an infinite rate passes "> 0" but turns the first update into NaN
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return False
     return value >= low if inclusive else value > low
 
@@ -63,15 +65,19 @@ class TrainConfig:
             *((name, _int_at_least(getattr(self, name), 1), "an integer >= 1") for name in _AT_LEAST_ONE),
             ("keep_last", _int_at_least(self.keep_last, 0), "an integer >= 0"),
             ("seed", _int_at_least(self.seed, 0), "an integer >= 0"),
-            ("lr", _number_above(self.lr, 0), "a number > 0"),
-            ("eps", _number_above(self.eps, 0), "a number > 0"),
-            ("weight_decay", _number_above(self.weight_decay, 0, inclusive=True), "a number >= 0"),
+            ("lr", _number_above(self.lr, 0), "a finite number > 0"),
+            ("eps", _number_above(self.eps, 0), "a finite number > 0"),
+            ("weight_decay", _number_above(self.weight_decay, 0, inclusive=True), "a finite number >= 0"),
             (
                 "betas",
                 betas_ok and all(_number_above(b, 0, inclusive=True) and b < 1 for b in self.betas),
                 "two numbers in [0, 1)",
             ),
-            ("clip_norm", self.clip_norm is None or _number_above(self.clip_norm, 0), "None or a number > 0"),
+            (
+                "clip_norm",
+                self.clip_norm is None or _number_above(self.clip_norm, 0),
+                "None or a finite number > 0",
+            ),
             ("metric", isinstance(self.metric, str) and self.metric != "", "a metric name"),
             ("metric_mode", self.metric_mode in _METRIC_MODES, f"one of {_METRIC_MODES}"),
             (
