@@ -205,7 +205,7 @@ def test_cli_train_neighbors_analogy_end_to_end(tmp_path: Path, capsys: pytest.C
 
 
 def test_wikitext2_smoke() -> None:
-    """A slice of the real corpus trains and its vocabulary holds ordinary words (skipped without the data)."""
+    """A slice of the real corpus trains; its vocabulary holds ordinary words (skipped without the data)."""
     try:
         path = locate("wikitext2", "wikitext2/train.txt.gz")
     except FileNotFoundError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tformer.cli.common import DEVICE_HELP
 from tformer.models.word2vec import Word2VecMode
 from tformer.tasks.embeddings import Word2VecTraining, WordVectors, train_wikitext2_vectors
 
@@ -39,6 +40,7 @@ def add_parser(sub) -> None:
     t.add_argument(
         "--lr", type=float, default=None, help="start learning rate (default: 0.025 skip-gram, 0.05 CBOW)"
     )
+    t.add_argument("--device", default="auto", help=DEVICE_HELP)
     t.set_defaults(run=run_train)
 
     n = actions.add_parser("neighbors", help="the words nearest to WORD (cosine)")
@@ -69,10 +71,11 @@ def run_train(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         seed=args.seed,
     )
-    vectors, path, seconds = train_wikitext2_vectors(args.out, training=training, data_dir=args.data_dir)
-    print(
-        f"{len(vectors)} words x {training.dim} ({training.mode.value}, {training.epochs} epochs, {seconds:.0f} s) -> {path}"
+    vectors, path, seconds = train_wikitext2_vectors(
+        args.out, training=training, data_dir=args.data_dir, device=args.device
     )
+    run = f"{training.mode.value}, {training.epochs} epochs, {seconds:.0f} s"
+    print(f"{len(vectors)} words x {training.dim} ({run}) -> {path}")
     return 0
 
 

@@ -37,6 +37,7 @@ from tformer.data.skipgram import (
     keep_probabilities,
 )
 from tformer.models.word2vec import Word2Vec, Word2VecConfig, Word2VecMode, negative_sampling_loss
+from tformer.training.distributed import resolve_device
 
 _META_KEY = "tformer.word2vec"
 _TENSOR_KEY = "vectors"
@@ -170,7 +171,11 @@ class WordVectors:
 
 
 def train_word_vectors(
-    sentences: Sequence[str], *, training: Word2VecTraining = Word2VecTraining(), progress: bool = False
+    sentences: Sequence[str],
+    *,
+    training: Word2VecTraining = Word2VecTraining(),
+    device: str = "cpu",
+    progress: bool = False,
 ) -> WordVectors:
     """word2vec on `sentences` (whitespace-separated words, one sentence or line each), with batched SGD.
 
@@ -182,6 +187,7 @@ def train_word_vectors(
     vocabulary = build_vocabulary(sentences, min_count=training.min_count)
     encoded = vocabulary.encode(sentences)
     model = Word2Vec(Word2VecConfig(vocab_size=len(vocabulary), dim=training.dim, mode=training.mode))
+    model.to(resolve_device(device))  # after the CPU init, so a seed gives the same start on any device
     optimizer = torch.optim.SGD(model.parameters(), lr=training.start_lr)  # SGD takes sparse gradients
     keep = keep_probabilities(vocabulary.counts, sample=training.sample)
     sampler = NegativeSampler(vocabulary.counts)
@@ -200,6 +206,7 @@ def train_word_vectors(
             rng=rng,
         )
         for batch in batches:
+            batch = batch.to(model.vectors.device)
             done = (epoch + batch.progress) / training.epochs
             for group in optimizer.param_groups:
                 group["lr"] = training.start_lr * max(_MIN_LR_FRACTION, 1.0 - done)
@@ -234,6 +241,7 @@ def train_wikitext2_vectors(
     *,
     training: Word2VecTraining,
     data_dir: str | None = None,
+    device: str = "auto",
     progress: bool = True,
 ) -> tuple[WordVectors, Path, float]:
     """Train on WikiText-2 train (word level, lines as sentences) and save: (vectors, path, seconds)."""
@@ -241,9 +249,12 @@ def train_wikitext2_vectors(
         raise ValueError(f"--out {out} must end in .safetensors")
     lines = [line for line in read_wikitext2("train", root=data_dir) if line.strip()]
     start = time.perf_counter()
-    vectors = train_word_vectors(lines, training=training, progress=progress)
+    vectors = train_word_vectors(lines, training=training, device=device, progress=progress)
     seconds = time.perf_counter() - start
-    vectors.settings.update(corpus="wikitext2/train", seconds=round(seconds, 1), torch=torch.__version__)
+    where = str(resolve_device(device))
+    vectors.settings.update(
+        corpus="wikitext2/train", seconds=round(seconds, 1), device=where, torch=torch.__version__
+    )
     return vectors, vectors.save(out), seconds
 
 
