@@ -194,7 +194,7 @@ def _tagged_members(members: list[Any]) -> dict[str, type] | None:
 
 def _convert_tagged(tagged: dict[str, type], value: Mapping, *, key: str, source: _Source) -> Any:
     tag = value.get("type", next(iter(tagged)))
-    if tag not in tagged:
+    if not isinstance(tag, str) or tag not in tagged:
         dotted = _join(key, "type")
         raise ValueError(
             f"{source.prefix(dotted)}unknown {dotted} {tag!r} (valid: {', '.join(map(str, tagged))})"

@@ -68,6 +68,11 @@ class Seq2SeqConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_heads:
             raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}")
+        if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
+            raise ValueError(f"n_kv_heads={self.n_kv_heads} must be >= 1 and divide n_heads={self.n_heads}")
+        vocab = min(self.src_vocab_size, self.tgt_vocab_size)
+        if not 0 <= self.pad_id < vocab:
+            raise ValueError(f"pad_id={self.pad_id} must be a token id in [0, {vocab})")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout} / {self.attention_dropout}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
