@@ -148,3 +148,33 @@ def test_reproduce_scores_the_best_checkpoint_on_the_rows_split(tmp_path, capsys
     out = capsys.readouterr().out
     assert "loss:" in out and "target <= 1.45" in out and "NOT reached" in out and "1.4697" in out
     assert "4999 tokens" in out and "best.safetensors" in out
+
+
+LSTM_SHAKESPEARE = """
+task: language_model
+data: {dataset: tinyshakespeare, tokenizer: char, block_size: 16, batch_size: 4, limit_tokens: 3000}
+model: {type: lstm, d_embed: 16, d_hidden: 16, n_layers: 1, dropout: 0.0}
+train:
+  max_steps: 3
+  schedule: {kind: constant, warmup_steps: 0}
+  eval_every: 3
+  checkpoint_every: 3
+  device: cpu
+  progress_bar: false
+sample: {max_new_tokens: 12}
+"""
+
+
+def test_an_lstm_language_model_runs_through_the_same_pipeline(tmp_path, capsys):
+    from tformer.models.rnn import LSTMLanguageModel
+
+    config = tmp_path / "lstm.yaml"
+    config.write_text(LSTM_SHAKESPEARE, encoding="utf-8")
+    assert main(["train", str(config), f"--out_dir={tmp_path / 'run'}"]) == 0
+    ckpt = tmp_path / "run" / "best.safetensors"
+    assert isinstance(load_trained(ckpt, device="cpu").model, LSTMLanguageModel)
+    capsys.readouterr()
+    assert main(["generate", str(ckpt), "KING:", "--seed", "0"]) == 0
+    assert capsys.readouterr().out.startswith("KING:")
+    assert main(["evaluate", str(ckpt), "--split", "valid"]) == 0
+    assert _last_json(capsys.readouterr().out)["tokens"] == 2999

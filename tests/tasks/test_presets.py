@@ -66,3 +66,9 @@ def test_an_lstm_model_runs_through_the_translation_pipeline(tmp_path, capsys):
     bad.write_text(LSTM_DATES.replace("d_embed: 16", "d_model: 16"), encoding="utf-8")
     with pytest.raises(ValueError, match=r"unknown key 'model.d_model'"):
         load_run_config(str(bad))
+
+
+def test_the_lstm_language_model_recipe_shares_data_with_the_transformer_recipe():
+    transformer, lstm = load_run_config("wikitext2"), load_run_config("wikitext2_lstm")
+    assert (lstm.model.type, transformer.model.type) == ("lstm", "gpt")
+    assert lstm.data == transformer.data

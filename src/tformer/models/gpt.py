@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +35,7 @@ from tformer.nn.stacks import Encoder
 
 @dataclass(frozen=True)
 class GPTConfig:
+    type: Literal["gpt"] = "gpt"  # a run config's `model.type` picks the model family
     vocab_size: int = 50257
     context_length: int = 1024  # positions the model can see: the learned table's size, an error beyond it
     d_model: int = 768

@@ -28,6 +28,7 @@ from tformer.data.tokenizers import (
 )
 from tformer.decoding.causal_lm import SamplingConfig
 from tformer.models.gpt import GPTConfig
+from tformer.models.rnn import LSTMLMConfig
 from tformer.training.losses import LossOutput, label_smoothed_cross_entropy
 from tformer.training.train_config import TrainConfig
 
@@ -72,7 +73,7 @@ class LMRunConfig:
     task: str = "language_model"
     out_dir: str = "runs/language_model"
     data: LMDataConfig = field(default_factory=LMDataConfig)
-    model: GPTConfig = field(default_factory=GPTConfig)
+    model: GPTConfig | LSTMLMConfig = field(default_factory=GPTConfig)  # chosen by `model.type`
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SamplingConfig = field(default_factory=SamplingConfig)  # defaults of `tformer generate`
 
@@ -187,7 +188,7 @@ class LanguageModelTask:
     def tokenizer_json(self) -> str:
         return self.tokenizer.to_json()
 
-    def model_config(self) -> GPTConfig:
+    def model_config(self) -> GPTConfig | LSTMLMConfig:
         """The run's model config completed with the data's vocabulary: the one place they meet."""
         model = self.config.model
         if self.config.data.block_size > model.context_length:
