@@ -177,12 +177,16 @@ def _lm_vector(model: GPT, codec, sentence: str) -> torch.Tensor:
 def test_context_similarities_errors() -> None:
     codec = train_word_tokenizer(["the bank , by the river"])
     model = GPT(preset_config("tiny", {"vocab_size": codec.vocab_size}))
-    vectors = WordVectors(["bank"], torch.ones(1, 4))
+    vectors = WordVectors(["bank", "river"], torch.ones(2, 4))
     kwargs = dict(word_vectors=vectors, language_model=model, codec=codec)
     with pytest.raises(ValueError, match="'bank' does not occur"):
         context_similarities("bank", ["the river", "the bank"], **kwargs)
     with pytest.raises(ValueError, match="token boundary"):
         context_similarities("bank", ["the bank, by", "the bank"], **kwargs)
+    with pytest.raises(ValueError, match="has no token for 'river'"):
+        context_similarities(
+            "river", ["the river", "a river"], **{**kwargs, "codec": train_word_tokenizer(["a"])}
+        )
     with pytest.raises(ValueError, match="at least 2 sentences"):
         context_similarities("bank", ["the bank"], **kwargs)
 

@@ -99,10 +99,9 @@ def skipgram_pairs(
     reach = rng.integers(1, window + 1, size=len(ids))
     centres, contexts = [], []
     for offset in _offsets(window):
-        position = np.arange(max(0, -offset), min(len(ids), len(ids) - offset))
-        valid = (reach[position] >= abs(offset)) & (sentence_ids[position] == sentence_ids[position + offset])
-        centres.append(ids[position[valid]])
-        contexts.append(ids[position[valid] + offset])
+        position = _positions_reaching(offset, reach=reach, sentence_ids=sentence_ids)
+        centres.append(ids[position])
+        contexts.append(ids[position + offset])
     return np.concatenate(centres), np.concatenate(contexts)
 
 
@@ -115,16 +114,23 @@ def cbow_windows(
     contexts = np.zeros((n, 2 * window), dtype=np.int64)
     mask = np.zeros((n, 2 * window), dtype=bool)
     for column, offset in enumerate(_offsets(window)):
-        position = np.arange(max(0, -offset), min(n, n - offset))
-        valid = (reach[position] >= abs(offset)) & (sentence_ids[position] == sentence_ids[position + offset])
-        contexts[position[valid], column] = ids[position[valid] + offset]
-        mask[position[valid], column] = True
+        position = _positions_reaching(offset, reach=reach, sentence_ids=sentence_ids)
+        contexts[position, column] = ids[position + offset]
+        mask[position, column] = True
     has_context = mask.any(axis=1)
     return contexts[has_context], mask[has_context], ids[has_context]
 
 
 def _offsets(window: int) -> list[int]:
     return [o for o in range(-window, window + 1) if o != 0]
+
+
+def _positions_reaching(offset: int, *, reach: np.ndarray, sentence_ids: np.ndarray) -> np.ndarray:
+    """Positions i whose window reaches i + offset: inside the text, within reach[i], in the same sentence."""
+    n = len(reach)
+    position = np.arange(max(0, -offset), min(n, n - offset))
+    valid = (reach[position] >= abs(offset)) & (sentence_ids[position] == sentence_ids[position + offset])
+    return position[valid]
 
 
 @dataclass

@@ -31,6 +31,15 @@ class Word2VecMode(str, Enum):
     CBOW = "cbow"  # mean of the window -> centre word
 
 
+def parse_mode(value: Word2VecMode | str) -> Word2VecMode:
+    """The mode named by `value`; the plain string ("cbow") is accepted, as a config file or the CLI gives it."""
+    try:
+        return Word2VecMode(value)
+    except ValueError:
+        valid = ", ".join(m.value for m in Word2VecMode)
+        raise ValueError(f"mode must be one of {valid}, got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class Word2VecConfig:
     vocab_size: int
@@ -42,12 +51,7 @@ class Word2VecConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        # Accept the plain string too ("cbow"), as a config file or the command line gives it.
-        try:
-            object.__setattr__(self, "mode", Word2VecMode(self.mode))
-        except ValueError:
-            valid = ", ".join(m.value for m in Word2VecMode)
-            raise ValueError(f"mode must be one of {valid}, got {self.mode!r}") from None
+        object.__setattr__(self, "mode", parse_mode(self.mode))
 
 
 @dataclass

@@ -14,6 +14,7 @@ import difflib
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,13 @@ from tformer.data.skipgram import (
     iter_batches,
     keep_probabilities,
 )
-from tformer.models.word2vec import Word2Vec, Word2VecConfig, Word2VecMode, negative_sampling_loss
+from tformer.models.word2vec import (
+    Word2Vec,
+    Word2VecConfig,
+    Word2VecMode,
+    negative_sampling_loss,
+    parse_mode,
+)
 from tformer.training.distributed import resolve_device
 
 _META_KEY = "tformer.word2vec"
@@ -63,7 +70,7 @@ class Word2VecTraining:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mode", Word2VecConfig(vocab_size=1, mode=self.mode).mode)  # validates
+        object.__setattr__(self, "mode", parse_mode(self.mode))
         for name in ("dim", "window", "negatives", "min_count", "epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -191,7 +198,9 @@ def train_word_vectors(
     optimizer = torch.optim.SGD(model.parameters(), lr=training.start_lr)  # SGD takes sparse gradients
     keep = keep_probabilities(vocabulary.counts, sample=training.sample)
     sampler = NegativeSampler(vocabulary.counts)
-    bar = tqdm(total=training.epochs, unit="epoch", disable=not progress, dynamic_ncols=True)
+    # tqdm draws only on a terminal: in a log file a bar redrawn per batch is noise
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(total=training.epochs, unit="epoch", disable=not show, dynamic_ncols=True)
     epoch_losses = []  # mean loss per example, per epoch: kept with the vectors as the training record
     for epoch in range(training.epochs):
         loss_sum, examples = 0.0, 0
@@ -263,6 +272,8 @@ class HasHiddenStates(Protocol):
 
 
 class Codec(Protocol):
+    unk_id: int
+
     def encode(self, text: str) -> list[int]: ...
 
 
@@ -319,6 +330,8 @@ def _contextual_vector(word: str, sentence: str, language_model: HasHiddenStates
             f"{word!r} in {sentence!r} does not end on a token boundary of the tokenizer; "
             "separate it from what follows (e.g. 'bank ,' for a word-level tokenizer)"
         )
+    if through_word[-1] == codec.unk_id:  # the model would show its vector for <unk>, not for the word
+        raise ValueError(f"the language model's tokenizer has no token for {word!r} (it encodes to <unk>)")
     was_training = getattr(language_model, "training", False)
     if was_training:
         language_model.eval()  # no dropout: the vectors must depend on the sentence only
