@@ -44,6 +44,7 @@ from tformer.models.word2vec import (
     negative_sampling_loss,
     parse_mode,
 )
+from tformer.seeding import seed_everything
 from tformer.training.distributed import resolve_device
 
 _META_KEY = "tformer.word2vec"
@@ -189,7 +190,7 @@ def train_word_vectors(
     The loss of a batch is the sum over its examples, so one step is the C code's per-example updates added
     together; the learning rate decays linearly with the words consumed, as there.
     """
-    torch.manual_seed(training.seed)  # the input table's uniform init
+    seed_everything(training.seed)  # the input table's uniform init
     rng = np.random.default_rng(training.seed)  # every data draw
     vocabulary = build_vocabulary(sentences, min_count=training.min_count)
     encoded = vocabulary.encode(sentences)
@@ -203,7 +204,7 @@ def train_word_vectors(
     bar = tqdm(total=training.epochs, unit="epoch", disable=not show, dynamic_ncols=True)
     epoch_losses = []  # mean loss per example, per epoch: kept with the vectors as the training record
     for epoch in range(training.epochs):
-        loss_sum, examples = 0.0, 0
+        loss_sum, examples = torch.zeros((), device=model.vectors.device), 0  # no GPU sync per batch
         batches = iter_batches(
             encoded,
             mode=training.mode.value,
@@ -231,10 +232,11 @@ def train_word_vectors(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum, examples = loss_sum + loss.item(), examples + len(batch.targets)
-            bar.set_postfix(loss=f"{loss_sum / examples:.3f}", refresh=False)
-            bar.update((epoch + batch.progress) - bar.n)
-        epoch_losses.append(loss_sum / max(examples, 1))
+            loss_sum, examples = loss_sum + loss.detach(), examples + len(batch.targets)
+            if show:
+                bar.set_postfix(loss=f"{loss_sum.item() / examples:.3f}", refresh=False)
+                bar.update((epoch + batch.progress) - bar.n)
+        epoch_losses.append(loss_sum.item() / max(examples, 1))
     bar.close()
     settings = {
         **dataclasses.asdict(training),
