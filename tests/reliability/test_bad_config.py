@@ -182,7 +182,8 @@ SMALL = st.integers(min_value=-2, max_value=12)
             "n_heads": SMALL,
             "n_kv_heads": st.none() | SMALL,
             "d_ff": SMALL,
-            "pad_id": st.integers(0, 9),  # out of range: see test_seq2seq_config_checks_pad_id
+            # not vocab_size - 1 (= 10): the families' example_inputs then draw ids from an empty range
+            "pad_id": st.integers(-2, 9),
             "dropout": st.floats(-0.5, 1.5),
         },
     ),
@@ -210,11 +211,7 @@ def test_a_model_config_that_passes_its_checks_builds_and_runs(family: str, size
         config = from_dict(kind.config_cls, values)
     except (TypeError, ValueError):
         return
-    try:
-        model = kind.build(config).eval()
-    except ValueError as error:  # clear, but late: see test_seq2seq_config_checks_n_kv_heads
-        assert any(name in str(error) for name in values), error
-        return
+    model = kind.build(config).eval()  # a config that passed its checks must build: no late errors
     inputs = kind.example_inputs(config, length=5)
     with torch.no_grad():
         model(**inputs)
