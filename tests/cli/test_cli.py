@@ -194,3 +194,10 @@ def test_a_sentence_translates_the_same_alone_and_beside_a_long_one(trained):
         model.model, model.tokenizers, ["1.1.2000", "der einunddreißigste Dezember 1999"], config=config
     )
     assert alone[0].tokens == batched[0].tokens
+
+
+def test_translate_output_stays_one_line_per_input():
+    from tformer.cli.translate import _one_line
+
+    assert _one_line("a\nb\r\nc") == "a b c"
+    assert _one_line("no break") == "no break"

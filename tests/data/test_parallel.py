@@ -157,3 +157,12 @@ def test_real_multi30k_en_de(split, expected):
     pairs = read_parallel(source, target)
     assert len(pairs) == expected
     assert pairs == list(zip(_reference_lines(source), _reference_lines(target), strict=True))
+
+
+def test_an_empty_gz_file_is_reported_as_truncated(tmp_path):
+    empty = tmp_path / "train.de.gz"
+    empty.write_bytes(b"")  # zero bytes: not even a gzip header
+    with pytest.raises(ValueError, match=r"train\.de\.gz: empty file, not a gzip stream"):
+        read_lines(empty)
+    assert read_lines(write(tmp_path / "plain.txt", b"")) == []  # an empty plain file is just empty
+    assert read_lines(write(tmp_path / "empty.gz", b"")) == []  # and so is a gzip stream of no text

@@ -260,3 +260,13 @@ def test_rejects_a_backend_with_specials_at_other_ids() -> None:
     backend = HFTokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     with pytest.raises(ValueError, match="'<pad>' must have id 0, found 1"):
         Tokenizer.from_json(backend.to_str())
+
+
+def test_a_lone_surrogate_is_a_clear_error_not_a_backend_crash():
+    from tformer.data.tokenizers import train_char_tokenizer
+
+    tokenizer = train_char_tokenizer(["abc"])
+    with pytest.raises(ValueError, match=r"text holds a lone surrogate U\+D800 at character 1"):
+        tokenizer.encode("a\ud800b")
+    with pytest.raises(ValueError, match=r"texts\[1\] holds a lone surrogate"):
+        tokenizer.encode_batch(["ok", "\udfff"])

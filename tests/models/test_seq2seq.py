@@ -128,3 +128,14 @@ def test_config_errors_name_the_field(bad, match):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="valid: base, small, tiny"):
         preset_config("huge")
+
+
+@pytest.mark.parametrize("pad_id", [0, 5, 9])
+def test_example_inputs_never_hold_padding_wherever_it_sits(pad_id):
+    from tformer.models.seq2seq import example_inputs
+
+    config = Seq2SeqConfig(src_vocab_size=10, tgt_vocab_size=10, pad_id=pad_id)
+    inputs = example_inputs(config, batch_size=4, length=50)
+    for ids in inputs.values():
+        assert (ids != pad_id).all() and ids.min() >= 0 and ids.max() < 10
+        assert len(ids.unique()) == 9  # every other id can occur

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -78,10 +79,15 @@ def _split_lines(text: str) -> list[str]:
 
 def _format(result: Translation, n_best: int) -> str:
     if n_best == 1:
-        return result.text
+        return _one_line(result.text)
     return "\n".join(
-        f"{rank}\t{score:.4f}\t{text}" for rank, (text, score) in enumerate(result.alternatives, 1)
+        f"{rank}\t{score:.4f}\t{_one_line(text)}" for rank, (text, score) in enumerate(result.alternatives, 1)
     )
+
+
+def _one_line(text: str) -> str:
+    """A translation may contain a line break (byte-level BPE can emit one); output stays one line per input."""
+    return re.sub(r"[\r\n]+", " ", text)
 
 
 def _prepare(sentences: list[str], trained: TrainedModel) -> list[str]:

@@ -89,6 +89,8 @@ def read_lines(path: str | Path) -> list[str]:
         raise FileNotFoundError(f"no such file: {path}")
     lines: list[str] = []
     opener = gzip.open if path.suffix == ".gz" else open
+    if opener is gzip.open and path.stat().st_size == 0:  # gzip reads an empty file as empty text
+        raise ValueError(f"{path}: empty file, not a gzip stream (truncated?); re-download or re-copy it")
     try:
         with opener(path, "rb") as stream:
             for raw in stream:

@@ -229,6 +229,13 @@ def _checked_texts(texts: Iterable[str]) -> Iterable[str]:
 def _check_text(text: object, *, where: str) -> None:
     if not isinstance(text, str):
         raise TypeError(f"{where} must be a str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate: a str that no UTF-8 file or stream can hold
+        char = ord(text[error.start])
+        raise ValueError(
+            f"{where} holds a lone surrogate U+{char:04X} at character {error.start}: not valid Unicode text"
+        ) from None
 
 
 def _check_positive_int(value: object, *, name: str, minimum: int) -> None:

@@ -212,10 +212,11 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def example_inputs(config: Seq2SeqConfig, *, batch_size: int = 1, length: int = 32) -> dict[str, Tensor]:
-    """A batch of random token ids, for summaries and FLOP counts."""
+    """A batch of random token ids, none of them padding, for summaries and FLOP counts."""
     g = torch.Generator().manual_seed(0)
-    low = config.pad_id + 1
-    return {
-        "src_ids": torch.randint(low, config.src_vocab_size, (batch_size, length), generator=g),
-        "tgt_ids": torch.randint(low, config.tgt_vocab_size, (batch_size, length), generator=g),
-    }
+
+    def ids(vocab_size: int) -> Tensor:
+        drawn = torch.randint(0, vocab_size - 1, (batch_size, length), generator=g)  # one id fewer ...
+        return drawn + (drawn >= config.pad_id).long()  # ... and skip pad_id, wherever it sits
+
+    return {"src_ids": ids(config.src_vocab_size), "tgt_ids": ids(config.tgt_vocab_size)}
