@@ -8,7 +8,8 @@ import random
 import sys
 
 from tformer.cli.common import DEVICE_HELP, decode_utf8
-from tformer.tasks.generation import generate_text
+from tformer.decoding.causal_lm import SamplingConfig
+from tformer.tasks.generation import check_stop_strings, generate_text
 from tformer.tasks.language_model import TextCodec
 from tformer.tasks.runs import load_trained
 
@@ -65,7 +66,7 @@ def _prompt(args: argparse.Namespace) -> str:
     return decode_utf8(sys.stdin.buffer.read(), source="stdin").rstrip("\n")
 
 
-def _sampling(args: argparse.Namespace, defaults):
+def _sampling(args: argparse.Namespace, defaults: SamplingConfig) -> SamplingConfig:
     chosen = {
         "max_new_tokens": args.max_new_tokens,
         "temperature": 0.0 if args.greedy else args.temperature,
@@ -79,6 +80,8 @@ def _sampling(args: argparse.Namespace, defaults):
 def run(args: argparse.Namespace) -> int:
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+    stop = [_unescape(s) for s in args.stop]
+    check_stop_strings(stop)
     prompt = _prompt(args)
     trained = load_trained(args.checkpoint, device=args.device, task="language_model")
     config = _sampling(args, trained.config.sample)
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         n_samples=args.num_samples,
         seed=seed,
-        stop=[_unescape(s) for s in args.stop],
+        stop=stop,
         on_text=write if stream else None,
     )
     if stream:

@@ -74,6 +74,11 @@ class _Continuation:
         return held
 
 
+def check_stop_strings(stop: Sequence[str]) -> None:
+    if any(s == "" for s in stop):
+        raise ValueError("stop strings must not be empty")
+
+
 def generate_text(
     model: nn.Module,
     codec: TextCodec,
@@ -92,8 +97,7 @@ def generate_text(
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    if any(s == "" for s in stop):
-        raise ValueError("stop strings must not be empty")
+    check_stop_strings(stop)
     device = next(model.parameters()).device
     ids = codec.start_ids(prompt)
     window = model.config.context_length
