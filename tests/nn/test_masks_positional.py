@@ -73,3 +73,22 @@ def test_token_embedding_is_scaled_by_sqrt_d_model():
     emb = TokenEmbedding(10, 16)
     ids = torch.tensor([[1, 2]])
     torch.testing.assert_close(emb(ids), emb.embedding(ids) * 4.0)
+
+
+def test_make_positions_builds_the_module_of_each_kind():
+    from torch import nn
+
+    from tformer.nn.positional import (
+        LearnedPositionalEmbedding,
+        PositionalKind,
+        SinusoidalPositionalEncoding,
+        make_positions,
+    )
+
+    expected = {
+        PositionalKind.SINUSOIDAL: SinusoidalPositionalEncoding,
+        PositionalKind.LEARNED: LearnedPositionalEmbedding,
+        PositionalKind.ROTARY: nn.Identity,  # rotary positions are applied inside attention
+    }
+    for kind, module_type in expected.items():
+        assert type(make_positions(kind, 8, max_len=16)) is module_type

@@ -24,12 +24,7 @@ from tformer.models.outputs import LMOutput
 from tformer.nn.blocks import BlockConfig, NormPosition
 from tformer.nn.feedforward import FeedForward, FeedForwardKind
 from tformer.nn.kv_cache import KVCache
-from tformer.nn.positional import (
-    LearnedPositionalEmbedding,
-    PositionalKind,
-    RotaryEmbedding,
-    SinusoidalPositionalEncoding,
-)
+from tformer.nn.positional import PositionalKind, RotaryEmbedding, make_positions
 from tformer.nn.stacks import Encoder
 
 
@@ -106,7 +101,7 @@ class GPT(nn.Module):
         self.config = config
         c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)  # not scaled by sqrt(D): GPT-2 does not
-        self.positions = self._positions(c)
+        self.positions = make_positions(c.positional, c.d_model, max_len=c.context_length)
         self.dropout = nn.Dropout(c.dropout)
         rotary = RotaryEmbedding(c.d_model // c.n_heads) if c.positional is PositionalKind.ROTARY else None
         self.blocks = Encoder(c.block, c.n_layers, rotary=rotary)  # pre-norm: ends in the final LayerNorm
@@ -114,14 +109,6 @@ class GPT(nn.Module):
         self._init_weights()
         if c.tie_embeddings:  # one matrix maps ids to vectors and back; saves V x D parameters
             self.lm_head.weight = self.token_embedding.weight
-
-    @staticmethod
-    def _positions(c: GPTConfig) -> nn.Module:
-        if c.positional is PositionalKind.LEARNED:
-            return LearnedPositionalEmbedding(c.d_model, max_len=c.context_length)
-        if c.positional is PositionalKind.SINUSOIDAL:
-            return SinusoidalPositionalEncoding(c.d_model, max_len=c.context_length)
-        return nn.Identity()  # rotary positions live inside self-attention
 
     def _init_weights(self) -> None:
         # GPT-2's init: every weight N(0, 0.02) and biases 0 (LayerNorms keep their ones and zeros) ...

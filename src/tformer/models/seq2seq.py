@@ -23,12 +23,7 @@ from tformer.nn.embeddings import TokenEmbedding
 from tformer.nn.feedforward import FeedForwardKind
 from tformer.nn.kv_cache import KVCache
 from tformer.nn.masks import key_mask, padding_mask
-from tformer.nn.positional import (
-    LearnedPositionalEmbedding,
-    PositionalKind,
-    RotaryEmbedding,
-    SinusoidalPositionalEncoding,
-)
+from tformer.nn.positional import PositionalKind, RotaryEmbedding, make_positions
 from tformer.nn.stacks import Decoder, Encoder
 
 
@@ -126,8 +121,8 @@ class Seq2SeqTransformer(nn.Module):
             else TokenEmbedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
         )
         rotary = RotaryEmbedding(c.d_model // c.n_heads) if c.positional is PositionalKind.ROTARY else None
-        self.src_positions = self._positions(c)
-        self.tgt_positions = self._positions(c)
+        self.src_positions = make_positions(c.positional, c.d_model, max_len=c.max_len)
+        self.tgt_positions = make_positions(c.positional, c.d_model, max_len=c.max_len)
         self.dropout = nn.Dropout(c.dropout)  # on embeddings + positions, section 5.4
         self.encoder = Encoder(c.block, c.n_encoder_layers, rotary=rotary)
         self.decoder = Decoder(c.block, c.n_decoder_layers, rotary=rotary)
@@ -135,14 +130,6 @@ class Seq2SeqTransformer(nn.Module):
         self._init_weights()
         if c.tie_output:
             self.output_projection.weight = self.tgt_embed.weight
-
-    @staticmethod
-    def _positions(c: Seq2SeqConfig) -> nn.Module:
-        if c.positional is PositionalKind.SINUSOIDAL:
-            return SinusoidalPositionalEncoding(c.d_model, max_len=c.max_len)
-        if c.positional is PositionalKind.LEARNED:
-            return LearnedPositionalEmbedding(c.d_model, max_len=c.max_len)
-        return nn.Identity()  # rotary positions live inside self-attention
 
     def _init_weights(self) -> None:
         # Xavier-uniform for every projection, as the reference implementations of the paper do: it keeps the

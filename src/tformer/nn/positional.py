@@ -89,3 +89,13 @@ class RotaryEmbedding(nn.Module):
         x1, x2 = x.chunk(2, dim=-1)
         rotated = torch.cat([-x2, x1], dim=-1)
         return x * cos + rotated * sin
+
+
+def make_positions(kind: PositionalKind, d_model: int, *, max_len: int) -> nn.Module:
+    """The module that adds positions to token embeddings; rotary positions live inside self-attention instead,
+    so for them this is an identity (and the model builds a RotaryEmbedding for its attention)."""
+    if kind is PositionalKind.SINUSOIDAL:
+        return SinusoidalPositionalEncoding(d_model, max_len=max_len)
+    if kind is PositionalKind.LEARNED:
+        return LearnedPositionalEmbedding(d_model, max_len=max_len)
+    return nn.Identity()
