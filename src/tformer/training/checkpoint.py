@@ -28,6 +28,11 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from tformer.training import integrity
+from tformer.training.named_state import (
+    canonical_name,
+    load_optimizer_state_by_name,
+    optimizer_state_by_name,
+)
 
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
@@ -36,7 +41,6 @@ _TOKENIZER_KEY = (
     "tformer.tokenizer"  # kept apart so the tokenizer JSON is not escaped into another JSON string
 )
 _TENSOR_REF = "__tensor__"
-_WRAPPER_PREFIXES = ("module", "_orig_mod")
 _SHOW = 5  # how many offending names an error message lists
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 _PARTS = {"model", "optimizer", "scheduler", "scaler", "rng_state", "progress", "run_config"}
@@ -62,11 +66,6 @@ class Checkpoint:
     path: Path | None = None  # the file it came from, for error messages
 
 
-def canonical_name(name: str) -> str:
-    """`name` without DDP's `module.` and torch.compile's `_orig_mod.` components."""
-    return ".".join(part for part in name.split(".") if part not in _WRAPPER_PREFIXES)
-
-
 def save_checkpoint(
     path: str | os.PathLike[str],
     *,
@@ -90,7 +89,7 @@ def save_checkpoint(
         raise ValueError(f"checkpoint path {path} must end in {SUFFIX}")
     parts = {
         "model": _canonical_model_state(model),
-        "optimizer": None if optimizer is None else _optimizer_state_by_name(optimizer, model),
+        "optimizer": None if optimizer is None else optimizer_state_by_name(optimizer, model),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "scaler": None if scaler is None else scaler.state_dict(),
         "rng_state": rng_state,
@@ -230,7 +229,7 @@ def restore_training_state(
         if target is not None and state is None:
             raise ValueError(f"{ckpt.path} holds no {name} state; pass {name}=None to restore without it")
     if optimizer is not None:
-        _load_optimizer_state_by_name(optimizer, model, ckpt.optimizer_state, ckpt.path)
+        load_optimizer_state_by_name(optimizer, model, ckpt.optimizer_state, ckpt.path)
     if scheduler is not None:
         scheduler.load_state_dict(ckpt.scheduler_state)
     # A disabled scaler saves {}: a scaler enabled now then starts from its defaults, as a new run would.
@@ -252,74 +251,6 @@ def _canonical_model_state(model: nn.Module) -> dict[str, Tensor]:
             )
         state[canonical] = value
     return state
-
-
-def _param_names(model: nn.Module) -> dict[int, str]:
-    """id(parameter) -> canonical name; a tied parameter gets the first name it is registered under."""
-    return {id(param): canonical_name(name) for name, param in model.named_parameters()}
-
-
-def _names_of_optimizer_params(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[list[str]]:
-    names = _param_names(model)
-    groups = []
-    for index, group in enumerate(optimizer.param_groups):
-        unknown = [tuple(p.shape) for p in group["params"] if id(p) not in names]
-        if unknown:
-            raise ValueError(
-                f"optimizer param group {index} holds parameters not in the model (shapes {unknown})"
-            )
-        groups.append([names[id(p)] for p in group["params"]])
-    return groups
-
-
-def _optimizer_state_by_name(optimizer: torch.optim.Optimizer, model: nn.Module) -> dict[str, Any]:
-    # torch numbers parameters 0, 1, ... in param-group order; swap each number for the parameter's name
-    names = [name for group in _names_of_optimizer_params(optimizer, model) for name in group]
-    state_dict = optimizer.state_dict()
-    return {
-        "state": {names[index]: value for index, value in state_dict["state"].items()},
-        "param_groups": [
-            {
-                **{k: v for k, v in group.items() if k != "params"},
-                "params": [names[i] for i in group["params"]],
-            }
-            for group in state_dict["param_groups"]
-        ],
-    }
-
-
-def _load_optimizer_state_by_name(
-    optimizer: torch.optim.Optimizer, model: nn.Module, saved: dict[str, Any], source: Path | None
-) -> None:
-    current = optimizer.state_dict()
-    if len(saved["param_groups"]) != len(current["param_groups"]):
-        raise ValueError(
-            f"{source} has {len(saved['param_groups'])} optimizer param groups, this optimizer "
-            f"{len(current['param_groups'])}"
-        )
-    name_to_index: dict[str, int] = {}
-    groups = []
-    for index, (names, now, then) in enumerate(
-        zip(
-            _names_of_optimizer_params(optimizer, model),
-            current["param_groups"],
-            saved["param_groups"],
-            strict=True,
-        )
-    ):
-        if names != then["params"]:
-            differ = sorted(set(names) ^ set(then["params"]))[:_SHOW]
-            raise ValueError(
-                f"optimizer param group {index} in {source} holds other parameters than this optimizer's "
-                f"(first differences: {differ or 'same names, other order'})"
-            )
-        # JSON turned tuples (betas) into lists; current values fill in keys a newer torch added
-        group = {**now, **{k: tuple(v) if isinstance(now.get(k), tuple) else v for k, v in then.items()}}
-        group["params"] = now["params"]
-        groups.append(group)
-        name_to_index.update(zip(names, now["params"], strict=True))
-    state = {name_to_index[name]: value for name, value in saved["state"].items()}
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
 def _split_tensors(value: Any, path: str, tensors: dict[str, Tensor]) -> Any:
