@@ -219,3 +219,36 @@ def test_wikitext2_smoke() -> None:
     vectors = train_word_vectors(lines, training=Word2VecTraining(dim=16, epochs=1))
     assert {"the", "of", "and"} <= set(vectors.words[:10])
     assert len(vectors.neighbors("the", k=5)) == 5
+
+
+def test_cli_contexts_compares_word2vec_with_a_trained_language_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data" / "wikitext2"
+    root.mkdir(parents=True)
+    text = "\n".join(BANK_SENTENCES * 20).encode()
+    for split in ("train", "valid", "test"):
+        (root / f"{split}.txt.gz").write_bytes(gzip.compress(text))
+    data_dir = str(tmp_path / "data")
+    vectors = tmp_path / "v.safetensors"
+    w2v = ["--dim", "8", "--epochs", "1", "--min-count", "1", "--sample", "0"]
+    assert main(["embed", "train", "--data-dir", data_dir, *w2v, "--out", str(vectors)]) == 0
+    tiny_lm = [
+        *("--model.d_model=16", "--model.n_heads=2", "--model.n_layers=1", "--model.d_ff=32"),
+        *(
+            "--model.context_length=16",
+            "--data.block_size=16",
+            "--data.batch_size=4",
+            "--data.eval_stride=null",
+        ),
+        *("--train.max_steps=2", "--train.eval_every=2", "--train.device=cpu", "--train.progress_bar=false"),
+    ]
+    run = tmp_path / "lm"
+    assert main(["train", "wikitext2", f"--data.data_dir={data_dir}", f"--out_dir={run}", *tiny_lm]) == 0
+    capsys.readouterr()
+    ckpt = str(run / "best.safetensors")
+    assert main(["embed", "contexts", str(vectors), ckpt, "bank", *BANK_SENTENCES]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("**bank**") and out.count("| 1.000 |") == 3  # word2vec: one vector, 3 pairs
+    assert main(["embed", "contexts", str(vectors), ckpt, "bank", BANK_SENTENCES[0]]) == 2
+    assert "at least 2 sentences" in capsys.readouterr().err

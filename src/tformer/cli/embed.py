@@ -1,4 +1,5 @@
-"""`tformer embed train|neighbors|analogy`: word2vec vectors on WikiText-2, and queries on a vectors file."""
+"""`tformer embed train|neighbors|analogy|contexts`: word2vec vectors on WikiText-2, queries on a vectors file,
+and the comparison of one word's vectors across sentences with a Transformer language model's."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import argparse
 
 from tformer.cli.common import DEVICE_HELP
 from tformer.models.word2vec import Word2VecMode
-from tformer.tasks.embeddings import Word2VecTraining, WordVectors, train_wikitext2_vectors
+from tformer.tasks.embeddings import (
+    Word2VecTraining,
+    WordVectors,
+    context_similarities,
+    train_wikitext2_vectors,
+)
+from tformer.tasks.runs import load_trained
 
 _DEFAULTS = Word2VecTraining()
 
@@ -57,6 +64,21 @@ def add_parser(sub) -> None:
     a.add_argument("-k", type=int, default=5, help="how many answers (default: 5)")
     a.set_defaults(run=run_analogy)
 
+    c = actions.add_parser(
+        "contexts",
+        help="one word in several sentences: word2vec's single vector against a language model's",
+        description=(
+            "Cosine similarities of WORD's vectors across the SENTENCES: word2vec has one vector per word (all 1), "
+            "a Transformer language model one per occurrence (its hidden state at the word). Separate the word "
+            "from punctuation for word-level models ('bank ,')."
+        ),
+    )
+    c.add_argument("vectors", metavar="FILE", help="a vectors file from `tformer embed train`")
+    c.add_argument("checkpoint", metavar="CHECKPOINT", help="a Transformer language-model checkpoint")
+    c.add_argument("word")
+    c.add_argument("sentences", nargs="+", metavar="SENTENCE", help="at least two sentences holding WORD")
+    c.set_defaults(run=run_contexts)
+
 
 def run_train(args: argparse.Namespace) -> int:
     training = Word2VecTraining(
@@ -88,4 +110,21 @@ def run_neighbors(args: argparse.Namespace) -> int:
 def run_analogy(args: argparse.Namespace) -> int:
     for word, similarity in WordVectors.load(args.vectors).analogy(args.a, args.b, args.c, k=args.k):
         print(f"{similarity:.4f}  {word}")
+    return 0
+
+
+def run_contexts(args: argparse.Namespace) -> int:
+    trained = load_trained(args.checkpoint, device="cpu", task="language_model")
+    if not hasattr(trained.model, "hidden_states"):
+        raise ValueError(
+            f"{args.checkpoint} is a {trained.config.model.type} model; this needs a Transformer (gpt)"
+        )
+    table = context_similarities(
+        args.word,
+        args.sentences,
+        word_vectors=WordVectors.load(args.vectors),
+        language_model=trained.model,
+        codec=trained.tokenizers,
+    )
+    print(table.to_markdown())
     return 0
