@@ -8,9 +8,9 @@ import sys
 
 import torch
 
-from tformer.cli import data, demo, embed, evaluate, generate, info, reproduce, train, translate
+from tformer.cli import compare, data, demo, embed, evaluate, generate, info, reproduce, train, translate
 
-COMMANDS = [demo, train, evaluate, translate, generate, reproduce, data, info, embed]
+COMMANDS = [demo, train, evaluate, translate, generate, reproduce, compare, data, info, embed]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -87,6 +87,7 @@ def _fresh_progress() -> dict[str, Any]:
         "best_step": None,
         "bad_evals": 0,
         "skipped_steps": 0,  # updates dropped for a non-finite loss or gradient (TrainConfig.nonfinite="skip")
+        "train_seconds": 0.0,  # wall time in training updates (not evaluation or checkpoints), over resumes
     }
 
 
@@ -269,6 +270,7 @@ class Trainer:
         progress["step"] = step
         seconds = time.perf_counter() - started
         interval["seconds"] += seconds
+        progress["train_seconds"] += seconds
         if math.isfinite(window.loss_sum):
             interval["loss_sum"] += window.loss_sum
             interval["n_items"] += window.n_items
@@ -284,6 +286,7 @@ class Trainer:
                 "loss": interval["loss_sum"] / items if items else float("nan"),  # nan: every update skipped
                 "lr": lr,
                 "items_per_s": items / interval["seconds"],
+                "train_seconds": progress["train_seconds"],
             }
             if grad_norm is not None:
                 record["grad_norm"] = grad_norm.item()
@@ -387,6 +390,7 @@ class Trainer:
                     f"TrainConfig.metric={cfg.metric!r} is not among the task's evaluation metrics {sorted(metrics)}"
                 )
             value[0] = float(metrics[cfg.metric])
+            metrics = {**metrics, "train_seconds": progress["train_seconds"]}  # BLEU against wall time
             self._record(run, {"step": step, **{key: float(v) for key, v in metrics.items()}})
         metric = broadcast_from_main(value, run.ctx).item()
         run.scheduler.step_metric(metric)
