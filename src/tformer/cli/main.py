@@ -8,9 +8,21 @@ import sys
 
 import torch
 
-from tformer.cli import compare, data, demo, embed, evaluate, generate, info, reproduce, train, translate
+from tformer.cli import (
+    bench,
+    compare,
+    data,
+    demo,
+    embed,
+    evaluate,
+    generate,
+    info,
+    reproduce,
+    train,
+    translate,
+)
 
-COMMANDS = [demo, train, evaluate, translate, generate, reproduce, compare, data, info, embed]
+COMMANDS = [demo, train, evaluate, translate, generate, reproduce, compare, data, info, embed, bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

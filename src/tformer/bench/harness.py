@@ -1,0 +1,121 @@
+"""`tformer bench`'s engine: run the chosen suites and return one report (rows, environment, notes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import platform
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from tformer.bench.hf_peers import transformers_version
+from tformer.bench.measure import measure_matmul_peak, run_group
+from tformer.bench.report import group_rows, rows_as_dicts
+from tformer.bench.suites import SIZES, SUITES, Settings, groups
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# Big enough to reach the device's best matmul rate, small enough to take well under a second.
+PEAK_MATMUL_SIZE = {"cuda": 8192, "cpu": 1024}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    device: str  # "cpu", "cuda" or "cuda:N"
+    suites: tuple[str, ...]
+    steps: int
+    warmup: int
+    size: str  # a key of SIZES
+    dtype: str  # a key of DTYPES
+    compile: bool
+    static_cache: bool
+    seed: int
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.suites if s not in SUITES]
+        if unknown or not self.suites:
+            raise ValueError(f"unknown suite(s) {unknown or self.suites} (valid: {', '.join(SUITES)})")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.size not in SIZES:
+            raise ValueError(f"unknown size {self.size!r} (valid: {', '.join(SIZES)})")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r} (valid: {', '.join(DTYPES)})")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} requested but CUDA is not available (use --device cpu)")
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def environment(device: torch.device) -> dict:
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "transformers_version": transformers_version(),
+        "python_version": platform.python_version(),
+    }
+
+
+def run_bench(options: BenchOptions, *, log=print) -> dict:
+    """Time every suite in `options.suites`; return the report (see `format_table` for its printed form)."""
+    device = torch.device(options.device)
+    dtype = DTYPES[options.dtype]
+    env = environment(device)
+    with_hf = env["transformers_version"] is not None
+    notes = [] if with_hf else ["transformers is not installed: the HuggingFace peers were skipped"]
+    if not options.compile:
+        notes.append("torch.compile'd GPT rows skipped (default off on CPU; --compile forces them)")
+    peak_size = PEAK_MATMUL_SIZE[device.type]
+    peak_flops = measure_matmul_peak(device, dtype, size=peak_size)
+    settings = Settings(
+        device=device,
+        dtype=dtype,
+        sizes=SIZES[options.size],
+        compile=options.compile,
+        static_cache=options.static_cache,
+        with_hf=with_hf,
+        seed=options.seed,
+    )
+    rows = []
+    for suite in options.suites:
+        for group in groups(suite, settings):
+            log(f"timing {group.suite} / {group.case} ...")
+            measurements = run_group(
+                group.builders, device=device, steps=options.steps, warmup=options.warmup
+            )
+            rows += group_rows(group.suite, group.case, measurements, peak_flops=peak_flops)
+            notes += group.notes
+            gc.collect()  # the group's models went with run_group's contenders: free them before the next
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return {
+        "benchmark": "tformer bench",
+        "settings": {
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in vars(options).items()},
+            "sizes": dataclasses.asdict(SIZES[options.size]),
+        },
+        "environment": env,
+        "peak_flops": peak_flops,
+        "peak_matmul": f"{options.dtype} [{peak_size}, {peak_size}] @ [{peak_size}, {peak_size}], best of 5",
+        "rows": rows_as_dicts(rows),
+        "notes": notes,
+    }
