@@ -26,7 +26,7 @@ NUMBERS = ("steps_per_s", "tokens_per_s", "flops_per_step", "mfu", "median_ms")
 def report(tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("bench") / "bench.json"
     argv = ["bench", "--device", "cpu", "--size", "tiny", "--steps", "1", "--warmup", "0", "--threads", "1"]
-    assert main([*argv, "--json", str(path)]) == 0
+    assert main([*argv, "--static-cache", "--json", str(path)]) == 0
     return json.loads(path.read_text())
 
 

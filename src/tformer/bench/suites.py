@@ -200,9 +200,13 @@ def _seq2seq_train(settings: Settings) -> Iterator[Group]:
         )
     notes = [
         f"seq2seq-train: tformer and torch.nn.Transformer compute the same function (max |logit diff| "
-        f"{diff:.1e} with tformer's weights copied in); nn.Transformer also drops out attention weights "
-        f"(p={config.dropout}), tformer and Marian do not (attention_dropout={config.attention_dropout})",
+        f"{diff:.1e} with tformer's weights copied in)"
     ]
+    if config.dropout != config.attention_dropout:
+        notes.append(
+            f"seq2seq-train: nn.Transformer drops out attention weights with its dropout (p={config.dropout}), "
+            f"tformer and Marian with attention_dropout={config.attention_dropout}"
+        )
     yield Group("seq2seq-train", "train", builders, notes)
 
 
