@@ -12,7 +12,7 @@ import torch
 
 from tformer.cli.main import main
 from tformer.metrics.bleu import tokenized_lowercase_bleu
-from tformer.tasks.comparison import (
+from tformer.tasks.comparison_tables import (
     BucketScore,
     LMRow,
     TranslationRow,

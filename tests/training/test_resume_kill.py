@@ -170,8 +170,12 @@ def _assert_same(a: Any, b: Any, where: str) -> None:
 
 
 def _assert_same_checkpoint(expected: Checkpoint, actual: Checkpoint) -> None:
-    for part in ("model_state", "optimizer_state", "scheduler_state", "progress", "rng_state", "run_config"):
+    for part in ("model_state", "optimizer_state", "scheduler_state", "rng_state", "run_config"):
         _assert_same(getattr(expected, part), getattr(actual, part), part)
+    # train_seconds is measured wall time (like the throughput _logged leaves out): kept, never bit-identical
+    untimed = [{k: v for k, v in c.progress.items() if k != "train_seconds"} for c in (expected, actual)]
+    _assert_same(*untimed, "progress")
+    assert actual.progress["train_seconds"] > 0, "progress/train_seconds"
 
 
 def _logged(out_dir: Path) -> list[tuple[int, str, float]]:
