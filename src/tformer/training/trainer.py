@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import math
 import platform
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,21 +51,8 @@ from tformer.training.rotation import (
     prune_numbered,
 )
 from tformer.training.schedules import build_scheduler
+from tformer.training.task_protocol import Batch, TrainingTask, micro_batches
 from tformer.training.train_config import TrainConfig  # also imported from here by tasks and tests
-
-
-class Batch(Protocol):
-    def to(self, device: torch.device) -> Batch: ...
-
-
-class TrainingTask(Protocol):
-    def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1) -> Iterable[Batch]:
-        """Deterministic given (task seed, epoch, rank, world_size); each rank gets its shard of one order."""
-        ...
-
-    def loss(self, model: nn.Module, batch: Batch) -> LossOutput: ...
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
 
 
 @dataclass
@@ -89,21 +75,6 @@ def _fresh_progress() -> dict[str, Any]:
         "skipped_steps": 0,  # updates dropped for a non-finite loss or gradient (TrainConfig.nonfinite="skip")
         "train_seconds": 0.0,  # wall time in training updates (not evaluation or checkpoints), over resumes
     }
-
-
-def _micro_batches(
-    task: TrainingTask, *, epoch: int, skip: int, ctx: DistributedContext
-) -> Iterator[tuple[int, int, Batch]]:
-    """Endless stream of (epoch, batches of that epoch consumed so far, batch), starting after `skip`."""
-    while True:
-        consumed = skip
-        epoch_batches = task.train_batches(epoch, rank=ctx.rank, world_size=ctx.world_size)
-        for batch in itertools.islice(epoch_batches, skip, None):
-            consumed += 1
-            yield epoch, consumed, batch
-        if consumed == 0:
-            raise ValueError(f"task.train_batches(epoch={epoch}, rank={ctx.rank}) yielded no batches")
-        epoch, skip = epoch + 1, 0
 
 
 @dataclass
@@ -245,7 +216,7 @@ class Trainer:
 
     def _loop(self, run: _Run) -> None:
         cfg, progress = self.config, run.progress
-        batches = _micro_batches(
+        batches = micro_batches(
             self.task, epoch=progress["epoch"], skip=progress["batch_in_epoch"], ctx=run.ctx
         )
         stop = self._patience_exhausted(progress)
