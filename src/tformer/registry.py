@@ -73,10 +73,15 @@ def find_model_preset(name: str) -> tuple[ModelFamily, dict]:
     )
 
 
-def build_model(config: object) -> nn.Module:
-    """The model a config describes, found by the config's class (a run config's `model.type` chose it)."""
+def family_of(config: object) -> ModelFamily:
+    """The family whose config class `config` is (a run config's `model.type` chose it)."""
     for family in MODEL_FAMILIES.values():
         if type(config) is family.config_cls:
-            return family.build(config)
+            return family
     valid = ", ".join(f.config_cls.__name__ for f in MODEL_FAMILIES.values())
     raise TypeError(f"no model family is built from {type(config).__name__} (valid: {valid})")
+
+
+def build_model(config: object) -> nn.Module:
+    """The model a config describes."""
+    return family_of(config).build(config)

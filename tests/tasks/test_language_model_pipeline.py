@@ -178,3 +178,9 @@ def test_an_lstm_language_model_runs_through_the_same_pipeline(tmp_path, capsys)
     assert capsys.readouterr().out.startswith("KING:")
     assert main(["evaluate", str(ckpt), "--split", "valid"]) == 0
     assert _last_json(capsys.readouterr().out)["tokens"] == 2999
+
+
+def test_info_describes_a_language_model_checkpoint(run_dir, capsys):
+    assert main(["info", str(run_dir / "best.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "(gpt, step" in out and "total parameters:" in out and "lm_head" in out

@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from tformer.models.summary import summarize
-from tformer.registry import ModelFamily, find_model_preset, model_family
+from tformer.registry import ModelFamily, family_of, find_model_preset
 from tformer.tasks.runs import load_trained
 
 
@@ -17,7 +17,8 @@ def load_model_for_info(target: str) -> tuple[str, nn.Module, ModelFamily, objec
     if path.suffix == ".safetensors" or path.is_file():
         trained = load_trained(path, device="cpu")
         step = trained.progress.get("step", "?")
-        return f"{path} (seq2seq, step {step})", trained.model, model_family("seq2seq"), trained.config.model
+        family = family_of(trained.config.model)
+        return f"{path} ({family.name}, step {step})", trained.model, family, trained.config.model
     family, preset = find_model_preset(target)
     config = family.config_cls(**preset)
     return f"{family.name}.{target.rpartition('.')[2]}", family.build(config), family, config
