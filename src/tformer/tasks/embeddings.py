@@ -33,6 +33,7 @@ from tformer.data.lm_corpora import read_wikitext2
 from tformer.data.skipgram import (
     DEFAULT_SAMPLE,
     NegativeSampler,
+    Word2VecBatch,
     build_vocabulary,
     iter_batches,
     keep_probabilities,
@@ -218,21 +219,9 @@ def train_word_vectors(
         for batch in batches:
             batch = batch.to(model.vectors.device)
             done = (epoch + batch.progress) / training.epochs
-            for group in optimizer.param_groups:
-                group["lr"] = training.start_lr * max(_MIN_LR_FRACTION, 1.0 - done)
-            output = model(
-                batch.inputs, input_mask=batch.input_mask, targets=batch.targets, negatives=batch.negatives
-            )
-            loss = negative_sampling_loss(
-                output.positive_logits,
-                output.negative_logits,
-                negative_mask=batch.negatives != batch.targets[:, None],  # [B, K]
-                reduction="sum",
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum, examples = loss_sum + loss.detach(), examples + len(batch.targets)
+            lr = training.start_lr * max(_MIN_LR_FRACTION, 1.0 - done)
+            loss = _sgd_step(model, optimizer, batch, lr=lr)
+            loss_sum, examples = loss_sum + loss, examples + len(batch.targets)
             if show:
                 bar.set_postfix(loss=f"{loss_sum.item() / examples:.3f}", refresh=False)
                 bar.update((epoch + batch.progress) - bar.n)
@@ -245,6 +234,27 @@ def train_word_vectors(
         "epoch_losses": epoch_losses,
     }
     return WordVectors(vocabulary.words, model.vectors, settings=settings)
+
+
+def _sgd_step(
+    model: Word2Vec, optimizer: torch.optim.Optimizer, batch: Word2VecBatch, *, lr: float
+) -> Tensor:
+    """One update on the summed loss of `batch` at learning rate `lr`; returns that loss (detached)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    output = model(
+        batch.inputs, input_mask=batch.input_mask, targets=batch.targets, negatives=batch.negatives
+    )
+    loss = negative_sampling_loss(
+        output.positive_logits,
+        output.negative_logits,
+        negative_mask=batch.negatives != batch.targets[:, None],  # [B, K]
+        reduction="sum",
+    )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 def train_wikitext2_vectors(
