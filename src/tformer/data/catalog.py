@@ -222,9 +222,15 @@ def locate(dataset_name: str, relative_path: str, *, root: str | Path | None = N
     root_dir = data_dir(root)
     path = root_dir / relative_path
     if not path.is_file():
+        file = next(f for f in dataset.files if f.path == relative_path)
+        fetch = (
+            f"fetch it with `tformer data download {dataset_name}`"
+            if file.url is not None
+            else f"copy it there by hand ({dataset.description}; it has no public byte-identical URL)"
+        )
         raise FileNotFoundError(
             f"{path} not found (data dir {root_dir}); point to a data dir that has it with --data-dir DIR or "
-            f"{DATA_DIR_ENV}=DIR, or fetch it with `tformer data download {dataset_name}`"
+            f"{DATA_DIR_ENV}=DIR, or {fetch}"
         )
     return path
 
