@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from tformer.models.outputs import LMOutput
+from tformer.nn.attention import check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
 from tformer.nn.feedforward import FeedForward, FeedForwardKind
 from tformer.nn.kv_cache import KVCache
@@ -49,10 +50,7 @@ class GPTConfig:
         for name in ("vocab_size", "context_length", "d_model", "n_heads", "n_layers", "d_ff"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}")
-        if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
-            raise ValueError(f"n_kv_heads={self.n_kv_heads} must be >= 1 and divide n_heads={self.n_heads}")
+        check_heads(self.d_model, self.n_heads, self.n_kv_heads)
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout} / {self.attention_dropout}")
 

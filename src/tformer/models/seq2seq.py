@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from tformer.models.outputs import DecoderOutput, EncoderOutput, Seq2SeqOutput
+from tformer.nn.attention import check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
 from tformer.nn.embeddings import TokenEmbedding
 from tformer.nn.feedforward import FeedForwardKind
@@ -61,10 +62,7 @@ class Seq2SeqConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}")
-        if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
-            raise ValueError(f"n_kv_heads={self.n_kv_heads} must be >= 1 and divide n_heads={self.n_heads}")
+        check_heads(self.d_model, self.n_heads, self.n_kv_heads)
         vocab = min(self.src_vocab_size, self.tgt_vocab_size)
         if not 0 <= self.pad_id < vocab:
             raise ValueError(f"pad_id={self.pad_id} must be a token id in [0, {vocab})")

@@ -91,6 +91,14 @@ def attend(
     return out, weights
 
 
+def check_heads(d_model: int, n_heads: int, n_kv_heads: int | None) -> None:
+    """The head counts a model config may ask for: checked when the config is built, not only the model."""
+    if d_model % n_heads:
+        raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
+    if n_kv_heads is not None and (n_kv_heads < 1 or n_heads % n_kv_heads):
+        raise ValueError(f"n_kv_heads={n_kv_heads} must be >= 1 and divide n_heads={n_heads}")
+
+
 class AttentionKind(enum.Enum):
     SELF = "self"  # queries, keys and values from the same sequence: one fused QKV projection
     CROSS = "cross"  # queries from the decoder, keys/values from the encoder memory
@@ -111,11 +119,8 @@ class MultiHeadAttention(nn.Module):
         rotary: RotaryEmbedding | None = None,
     ) -> None:
         super().__init__()
+        check_heads(d_model, n_heads, n_kv_heads)
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-        if d_model % n_heads:
-            raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
-        if n_kv_heads < 1 or n_heads % n_kv_heads:
-            raise ValueError(f"n_kv_heads={n_kv_heads} must be >= 1 and divide n_heads={n_heads}")
         if rotary is not None and kind is AttentionKind.CROSS:
             raise ValueError("rotary positions apply to self-attention only, not cross-attention")
         self.kind, self.n_heads, self.n_kv_heads = kind, n_heads, n_kv_heads
