@@ -33,6 +33,8 @@ from tformer.training.checkpoint import load_checkpoint
 from tformer.training.trainer import Trainer
 from training.toy_task import ToyModel, ToyTask, toy_config
 
+from .run_configs import LSTM_DATES
+
 
 def _sentence(words: int) -> str:
     return " ".join(f"w{i}" for i in range(words))
@@ -170,20 +172,6 @@ def test_train_seconds_is_cumulative_and_survives_resume(tmp_path: Path) -> None
     assert evals == {3: seconds[2], 6: seconds[5], 9: seconds[8]}
 
 
-LSTM_DATES = """
-task: translation
-data: {dataset: dates, n_train: 300, n_valid: 10, tokenizer: char, max_tokens: 512, eval_decode: 5}
-model: {type: lstm_attention, d_embed: 16, d_hidden: 32, dropout: 0.0}
-train:
-  max_steps: 4
-  schedule: {kind: constant, warmup_steps: 0}
-  eval_every: 2
-  checkpoint_every: 2
-  log_every: 1
-  device: cpu
-  progress_bar: false
-decode: {beam_size: 2, max_new_tokens: 12}
-"""
 BEST_BY_BLEU = ["--train.metric=bleu", "--train.metric_mode=max"]  # as the Multi30k recipes
 TINY_LM = [
     *("--model.context_length=16", "--data.block_size=16", "--data.batch_size=4", "--data.eval_stride=null"),

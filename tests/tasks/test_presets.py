@@ -2,6 +2,8 @@ import pytest
 
 from tformer.tasks.runs import load_run_config, preset_names
 
+from .run_configs import LSTM_DATES
+
 
 @pytest.mark.parametrize("name", preset_names())
 def test_every_shipped_preset_loads_and_validates(name):
@@ -31,21 +33,6 @@ def test_the_lstm_recipe_shares_data_and_decoding_with_the_transformer_recipe():
     transformer, lstm = load_run_config("multi30k_de_en"), load_run_config("multi30k_de_en_lstm")
     assert lstm.model.type == "lstm_attention" and transformer.model.type == "transformer"
     assert lstm.data == transformer.data and lstm.decode == transformer.decode
-
-
-LSTM_DATES = """
-task: translation
-data: {dataset: dates, n_train: 300, n_valid: 10, tokenizer: char, max_tokens: 512, eval_decode: 5}
-model: {type: lstm_attention, d_embed: 16, d_hidden: 32, dropout: 0.0}
-train:
-  max_steps: 4
-  schedule: {kind: constant, warmup_steps: 0}
-  eval_every: 2
-  checkpoint_every: 2
-  device: cpu
-  progress_bar: false
-decode: {beam_size: 2, max_new_tokens: 12}
-"""
 
 
 def test_an_lstm_model_runs_through_the_translation_pipeline(tmp_path, capsys):
