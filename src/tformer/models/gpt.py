@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tformer.models.outputs import LMOutput
 from tformer.nn.attention import check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
+from tformer.nn.dropout import Dropout
 from tformer.nn.feedforward import FeedForward, FeedForwardKind
 from tformer.nn.kv_cache import KVCache
 from tformer.nn.positional import PositionalKind, RotaryEmbedding, make_positions
@@ -100,7 +101,7 @@ class GPT(nn.Module):
         c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)  # not scaled by sqrt(D): GPT-2 does not
         self.positions = make_positions(c.positional, c.d_model, max_len=c.context_length)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         rotary = RotaryEmbedding(c.d_model // c.n_heads) if c.positional is PositionalKind.ROTARY else None
         self.blocks = Encoder(c.block, c.n_layers, rotary=rotary)  # pre-norm: ends in the final LayerNorm
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)

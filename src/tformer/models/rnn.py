@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tformer.models.outputs import DecoderOutput, EncoderOutput, LMOutput, Seq2SeqOutput
+from tformer.nn.dropout import Dropout
 from tformer.nn.masks import padding_mask
 
 _INIT_RANGE = 0.1  # uniform(-0.1, 0.1) for every seq2seq parameter, as Luong et al. 2015 and OpenNMT-py do
@@ -131,7 +132,7 @@ class LSTMAttentionSeq2Seq(nn.Module):
             if c.share_embeddings
             else nn.Embedding(c.tgt_vocab_size, c.d_embed, padding_idx=c.pad_id)
         )
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.encoder = nn.LSTM(
             c.d_embed,
             c.d_hidden // 2,
@@ -268,7 +269,7 @@ class LSTMLanguageModel(nn.Module):
         super().__init__()
         self.config = c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_embed)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.lstm = nn.LSTM(
             c.d_embed,
             c.d_hidden,

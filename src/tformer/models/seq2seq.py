@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tformer.models.outputs import DecoderOutput, EncoderOutput, Seq2SeqOutput
 from tformer.nn.attention import check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
+from tformer.nn.dropout import Dropout
 from tformer.nn.embeddings import TokenEmbedding
 from tformer.nn.feedforward import FeedForwardKind
 from tformer.nn.kv_cache import KVCache
@@ -121,7 +122,7 @@ class Seq2SeqTransformer(nn.Module):
         rotary = RotaryEmbedding(c.d_model // c.n_heads) if c.positional is PositionalKind.ROTARY else None
         self.src_positions = make_positions(c.positional, c.d_model, max_len=c.max_len)
         self.tgt_positions = make_positions(c.positional, c.d_model, max_len=c.max_len)
-        self.dropout = nn.Dropout(c.dropout)  # on embeddings + positions, section 5.4
+        self.dropout = Dropout(c.dropout)  # on embeddings + positions, section 5.4
         self.encoder = Encoder(c.block, c.n_encoder_layers, rotary=rotary)
         self.decoder = Decoder(c.block, c.n_decoder_layers, rotary=rotary)
         self.output_projection = nn.Linear(c.d_model, c.tgt_vocab_size, bias=False)

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from tformer.nn.dropout import Dropout
+
 
 @dataclass
 class ModuleRow:
@@ -59,7 +61,7 @@ def _unique_params(module: nn.Module) -> list[nn.Parameter]:
     return list({id(p): p for p in module.parameters()}.values())
 
 
-_SKIPPED = (nn.ModuleList, nn.Identity, nn.Dropout)
+_SKIPPED = (nn.ModuleList, nn.Identity, nn.Dropout, Dropout)
 
 
 def _rows_to_show(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -2,6 +2,7 @@
 
 from tformer.nn.attention import AttentionKind, MultiHeadAttention, attend
 from tformer.nn.blocks import BlockConfig, DecoderBlock, EncoderBlock, NormPosition
+from tformer.nn.dropout import Dropout
 from tformer.nn.embeddings import TokenEmbedding
 from tformer.nn.feedforward import FeedForwardKind, make_feedforward
 from tformer.nn.heads import AttentionPooling
@@ -15,6 +16,7 @@ __all__ = [
     "AttentionPooling",
     "BlockConfig",
     "Decoder",
+    "Dropout",
     "DecoderBlock",
     "Encoder",
     "EncoderBlock",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from tformer.nn.attention import AttentionKind, MultiHeadAttention
+from tformer.nn.dropout import Dropout
 from tformer.nn.feedforward import FeedForwardKind, make_feedforward
 from tformer.nn.kv_cache import LayerKV
 from tformer.nn.positional import RotaryEmbedding
@@ -47,7 +48,7 @@ class Residual(nn.Module):
         super().__init__()
         self.pre_norm = config.norm_position is NormPosition.PRE
         self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def sublayer_input(self, x: Tensor) -> Tensor:
         return self.norm(x) if self.pre_norm else x

@@ -8,6 +8,8 @@ from functools import partial
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tformer.nn.dropout import Dropout
+
 
 class FeedForwardKind(enum.Enum):
     RELU = "relu"  # FFN(x) = max(0, x W1 + b1) W2 + b2, the paper
@@ -44,7 +46,7 @@ class FeedForward(nn.Module):
         self.linear1 = nn.Linear(d_model, d_ff, bias=bias)
         self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
         self.activation = _ACTIVATIONS[kind]
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
@@ -62,7 +64,7 @@ class GatedFeedForward(nn.Module):
         self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=False)  # w1 and w3 fused into one matmul
         self.down = nn.Linear(d_ff, d_model, bias=False)
         self.activation = _ACTIVATIONS[kind]
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)  # [B, T, 2F] -> 2 x [B, T, F]
