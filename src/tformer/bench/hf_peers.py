@@ -57,7 +57,7 @@ def marian_from_config(config: Seq2SeqConfig, *, bos_id: int, eos_id: int) -> nn
             activation_function="relu",
             dropout=config.dropout,
             attention_dropout=config.attention_dropout,
-            activation_dropout=0.0,  # tformer's FFN has no dropout between its two layers
+            activation_dropout=config.dropout,  # tformer's FFN drops out its hidden activations too
             max_position_embeddings=config.max_len,
             scale_embedding=True,
             share_encoder_decoder_embeddings=True,

@@ -152,7 +152,10 @@ def _token_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 def _seq2seq_train(settings: Settings) -> Iterator[Group]:
     sizes, device = settings.sizes, settings.device
-    config = seq2seq_config(sizes)
+    # torch.nn.Transformer drops out attention weights, FFN activations and sub-layer outputs, all with one p:
+    # every contender is set up to do the same, so that all three train the same stochastic function.
+    base = seq2seq_config(sizes)
+    config = dataclasses.replace(base, attention_dropout=base.dropout)
     cpu_batch = make_batch(
         batch=sizes.train_batch,
         src_len=sizes.seq_len,
@@ -202,11 +205,10 @@ def _seq2seq_train(settings: Settings) -> Iterator[Group]:
         f"seq2seq-train: tformer and torch.nn.Transformer compute the same function (max |logit diff| "
         f"{diff:.1e} with tformer's weights copied in)"
     ]
-    if config.dropout != config.attention_dropout:
-        notes.append(
-            f"seq2seq-train: nn.Transformer drops out attention weights with its dropout (p={config.dropout}), "
-            f"tformer and Marian with attention_dropout={config.attention_dropout}"
-        )
+    notes.append(
+        f"seq2seq-train: every contender drops out embeddings, sub-layer outputs, FFN activations and attention "
+        f"weights with p={config.dropout}"
+    )
     yield Group("seq2seq-train", "train", builders, notes)
 
 
