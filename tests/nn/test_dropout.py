@@ -106,3 +106,23 @@ def test_other_devices_use_torch_dropout(monkeypatch):
 def test_invalid_probability_is_rejected(p):
     with pytest.raises(ValueError, match="dropout probability must be a number in \\[0, 1\\]"):
         Dropout(p)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_dropout_on_cpu_is_the_formula_with_tformers_mask(causal):
+    # Training attention on CPU drops out softmax weights with tformer's mask: the same arithmetic as SDPA's math
+    # path, so replaying the generator and writing the formula out must give the same output.
+    from tformer.nn.attention import attend
+
+    g = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=g) for _ in range(3))  # [B, H, T, K]
+    key_padding = torch.tensor([[True] * 5, [True, True, True, False, False]])[:, None, None, :]  # [B,1,1,S]
+    torch.manual_seed(7)
+    out, weights = attend(q, k, v, mask=key_padding, causal=causal, dropout_p=0.25)
+    assert weights is None
+    allowed = key_padding & torch.ones(5, 5, dtype=torch.bool).tril() if causal else key_padding
+    probs = (q @ k.transpose(-2, -1) / 2.0).masked_fill(~allowed, float("-inf")).softmax(-1)  # [B, H, T, S]
+    torch.manual_seed(7)
+    keep = keep_mask(probs.shape, p=0.25, device=torch.device("cpu"))
+    expected = (probs * keep * (65536 / (65536 - drop_threshold(0.25)))) @ v
+    torch.testing.assert_close(out, expected)

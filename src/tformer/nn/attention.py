@@ -6,7 +6,8 @@ Shape legend: B batch, T query length, S key length, D model width, H query head
 Attention(Q, K, V) = softmax(Q K^T / sqrt(K)) V, computed by one of two paths that must agree:
 - `sdpa_attention`: PyTorch's fused `scaled_dot_product_attention` (flash / memory-efficient kernels), the default;
 - `reference_attention`: the formula written out, which can also return the attention weights (for plots and
-  tests).
+  tests). It also trains with attention dropout on CPU: there SDPA runs its own unfused math path anyway, and
+  this one draws the dropout mask with tformer's cheaper dropout (nn/dropout.py).
 Both treat a query row whose keys are *all* masked the same way: its output (and weights) are zero, never NaN.
 """
 
@@ -18,6 +19,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tformer.nn.dropout import dropout
 from tformer.nn.kv_cache import LayerKV
 from tformer.nn.masks import causal_mask, combine
 from tformer.nn.positional import RotaryEmbedding
@@ -40,7 +42,7 @@ def reference_attention(q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None,
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)
-    return F.dropout(weights, p=dropout_p) @ v, weights
+    return dropout(weights, dropout_p, training=True) @ v, weights
 
 
 def sdpa_attention(
@@ -70,7 +72,8 @@ def attend(
     t, s = q.shape[-2], k.shape[-2]
     # A lone query (T=1) at the end of the keys may see all of them, so causality adds nothing there.
     use_causal = causal and t > 1
-    if use_causal and (mask is not None or need_weights or t != s):
+    explicit = need_weights or (dropout_p > 0.0 and q.device.type == "cpu")  # see the module docstring
+    if use_causal and (mask is not None or explicit or t != s):
         mask = combine(causal_mask(t, s, device=q.device), mask)
         use_causal = False
 
@@ -80,8 +83,9 @@ def attend(
         empty_rows = ~mask.any(dim=-1, keepdim=True)  # [B|1, H|1, T|1, 1]
         mask = mask | empty_rows
 
-    if need_weights:
+    if explicit:
         out, weights = reference_attention(q, k, v, mask=mask, dropout_p=dropout_p)
+        weights = weights if need_weights else None
     else:
         out, weights = sdpa_attention(q, k, v, mask=mask, is_causal=use_causal, dropout_p=dropout_p), None
     if empty_rows is not None:
