@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import os
 import platform
@@ -15,6 +16,7 @@ import torch
 
 from tformer.bench.hf_peers import transformers_version
 from tformer.bench.measure import measure_matmul_peak, run_group
+from tformer.bench.profiling import GroupProfiler
 from tformer.bench.report import group_rows, rows_as_dicts
 from tformer.bench.suites import SIZES, SUITES, Settings, groups
 
@@ -34,6 +36,8 @@ class BenchOptions:
     compile: bool
     static_cache: bool
     seed: int
+    profile_dir: Path | None = None  # profile every contender after the timing, write tables and traces here
+    profile_steps: int = 3
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.suites if s not in SUITES]
@@ -51,6 +55,10 @@ class BenchOptions:
             raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} requested but CUDA is not available (use --device cpu)")
+        if self.profile_steps < 1:
+            raise ValueError(f"profile steps must be >= 1, got {self.profile_steps}")
+        if self.profile_dir is not None and self.profile_dir.exists() and not self.profile_dir.is_dir():
+            raise ValueError(f"profile directory {str(self.profile_dir)!r} exists and is not a directory")
 
 
 def cpu_model() -> str:
@@ -95,12 +103,22 @@ def run_bench(options: BenchOptions, *, log=print) -> dict:
         with_hf=with_hf,
         seed=options.seed,
     )
+    profiler = None
+    if options.profile_dir is not None:
+        profiler = GroupProfiler(options.profile_dir, device=device, steps=options.profile_steps)
     measured = []
     for suite in options.suites:
         for group in groups(suite, settings):
             log(f"timing {group.suite} / {group.case} ...")
+            after_timing = None
+            if profiler is not None:
+                after_timing = functools.partial(profiler.profile_group, group.suite, group.case)
             measurements = run_group(
-                group.builders, device=device, steps=options.steps, warmup=options.warmup
+                group.builders,
+                device=device,
+                steps=options.steps,
+                warmup=options.warmup,
+                after_timing=after_timing,
             )
             measured.append((group, measurements))
             gc.collect()  # the group's models went with run_group's contenders: free them before the next
@@ -113,10 +131,14 @@ def run_bench(options: BenchOptions, *, log=print) -> dict:
     for group, measurements in measured:
         rows += group_rows(group.suite, group.case, measurements, peak_flops=peak_flops)
         notes += group.notes
+    profile = {}
+    if profiler is not None:
+        profiler.write_summary()
+        profile = {"profile_dir": str(options.profile_dir)}
     return {
         "benchmark": "tformer bench",
         "settings": {
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in vars(options).items()},
+            **{k: _json_value(v) for k, v in vars(options).items()},
             "sizes": dataclasses.asdict(SIZES[options.size]),
         },
         "environment": env,
@@ -126,4 +148,11 @@ def run_bench(options: BenchOptions, *, log=print) -> dict:
         "peak_flops_before_after": [peak_before[0], peak_after[0]],
         "rows": rows_as_dicts(rows),
         "notes": notes,
+        **profile,
     }
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value) if isinstance(value, Path) else value

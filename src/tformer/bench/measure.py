@@ -130,9 +130,17 @@ def _timed_step(contender: Contender, measurement: Measurement, device: torch.de
 
 
 def run_group(
-    builders: list[Callable[[], Contender]], *, device: torch.device, steps: int, warmup: int
+    builders: list[Callable[[], Contender]],
+    *,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    after_timing: Callable[[list[Contender]], object] | None = None,
 ) -> list[Measurement]:
     """Build, count and warm up each contender in turn, then time `steps` interleaved rounds.
+
+    `after_timing(contenders)`, if given, runs once the timing is over, while the contenders still exist
+    (`tformer bench --profile` profiles them there, where the profiler cannot slow the timed steps).
 
     Memory on CUDA: the contenders of a group stay resident together, so each one's peak is its own
     persistent memory (allocated while it was built and warmed up, before the next was built) plus the most
@@ -156,6 +164,8 @@ def run_group(
     for _ in range(steps):
         for contender, measurement in zip(contenders, measurements, strict=True):
             measurement.times_s.append(_timed_step(contender, measurement, device))
+    if after_timing is not None:
+        after_timing(contenders)
     return measurements
 
 

@@ -55,6 +55,17 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report here")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="after timing each case, profile every implementation (torch.profiler) and write op tables, "
+        "Chrome traces and summary.md here",
+    )
+    p.add_argument(
+        "--profile-steps", type=int, default=3, help="steps per implementation under --profile (default: 3)"
+    )
     p.set_defaults(run=run)
 
 
@@ -75,10 +86,14 @@ def run(args: argparse.Namespace) -> int:
         compile=on_cuda if args.compile is None else args.compile,
         static_cache=args.static_cache,
         seed=args.seed,
+        profile_dir=args.profile,
+        profile_steps=args.profile_steps,
     )
     report = run_bench(options)
     print(format_table(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.profile is not None:
+        print(f"wrote profiles to {args.profile}")
     return 0
