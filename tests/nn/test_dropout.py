@@ -126,3 +126,14 @@ def test_attention_dropout_on_cpu_is_the_formula_with_tformers_mask(causal):
     keep = keep_mask(probs.shape, p=0.25, device=torch.device("cpu"))
     expected = (probs * keep * (65536 / (65536 - drop_threshold(0.25)))) @ v
     torch.testing.assert_close(out, expected)
+
+
+def test_a_training_model_compiles_into_one_graph():
+    # torch.compile cannot trace random_: under compilation the model must fall back to torch's dropout.
+    from tformer.models.seq2seq import Seq2SeqTransformer, preset_config
+
+    config = preset_config("tiny", src_vocab_size=30, tgt_vocab_size=30, dropout=0.2, attention_dropout=0.1)
+    model = Seq2SeqTransformer(config).train()
+    src, tgt = torch.randint(1, 30, (2, 7)), torch.randint(1, 30, (2, 6))
+    explained = torch._dynamo.explain(model)(src, tgt)
+    assert explained.graph_break_count == 0, explained.break_reasons

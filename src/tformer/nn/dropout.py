@@ -7,8 +7,8 @@ quarter of the random numbers, and backward keeps it as one byte per element ins
 
 The drop probability is rounded to a multiple of 2^-16 (at most 7.7e-6 away from `p`), and kept values are
 scaled by 1 / (1 - that probability), so the expectation of the output is exactly the input, as in
-torch.nn.Dropout. Other devices use torch's own fused kernel. Both draw from torch's default generator, so
-torch.manual_seed and the checkpointed RNG state make a run repeatable.
+torch.nn.Dropout. Other devices, and models under torch.compile, use torch's own dropout. All draw from
+torch's default generator, so torch.manual_seed and the checkpointed RNG state make a run repeatable.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def dropout(x: Tensor, p: float, *, training: bool) -> Tensor:
     if not training or p == 0.0:
         return x
     dropped = drop_threshold(p)
-    if x.device.type != "cpu" or dropped == _LEVELS:  # (p within 2^-17 of 1: nothing would be kept)
+    # torch.compile fuses its own dropout into the graph (and cannot trace random_); p within 2^-17 of 1
+    # would keep nothing here.
+    if x.device.type != "cpu" or torch.compiler.is_compiling() or dropped == _LEVELS:
         return F.dropout(x, p, training=True)
     keep = keep_mask(x.shape, p=p, device=x.device)
     return _MaskedScale.apply(x, keep, _LEVELS / (_LEVELS - dropped))
