@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from tformer.training.guards import NONFINITE_POLICIES
 from tformer.training.schedules import ScheduleConfig
@@ -45,7 +48,9 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     log_every: int = 50
-    compile: bool = False
+    # torch.compile the training forward/backward: "auto" does on CUDA, where it pays for its minute of
+    # compilation; on CPU inductor's C++ build costs more than a short run saves. Evaluation stays eager.
+    compile: bool | str = "auto"
     progress_bar: bool = True
     # A NaN/inf loss or gradient norm: "stop" (keep the last good checkpoint, name the step and batch) or
     # "skip" the update and count it. Stop is the default: such a loss usually means divergence or bad data,
@@ -86,9 +91,22 @@ class TrainConfig:
                 "None or an integer >= 1",
             ),
             ("precision", self.precision in _PRECISIONS, f"one of {_PRECISIONS}"),
+            ("compile", isinstance(self.compile, bool) or self.compile == "auto", "true, false or 'auto'"),
             ("nonfinite", self.nonfinite in NONFINITE_POLICIES, f"one of {NONFINITE_POLICIES}"),
             ("device", isinstance(self.device, str), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ]
         for name, ok, valid in checks:
             if not ok:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid: must be {valid}")
+
+
+def resolve_auto_settings(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """`config` with its "auto" settings decided for `device`: bf16 autocast where the CUDA device supports
+    it (else fp32), and torch.compile on CUDA only."""
+    changes: dict[str, Any] = {}
+    if config.precision == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        changes["precision"] = "bf16" if bf16 else "fp32"
+    if config.compile == "auto":
+        changes["compile"] = device.type == "cuda"
+    return dataclasses.replace(config, **changes)

@@ -14,7 +14,6 @@ naming the step, the batch and the last good checkpoint.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import platform
@@ -52,7 +51,10 @@ from tformer.training.rotation import (
 )
 from tformer.training.schedules import build_scheduler
 from tformer.training.task_protocol import Batch, TrainingTask, micro_batches
-from tformer.training.train_config import TrainConfig  # also imported from here by tasks and tests
+from tformer.training.train_config import (  # TrainConfig is also imported from here by tasks and tests
+    TrainConfig,
+    resolve_auto_settings,
+)
 
 
 @dataclass
@@ -120,9 +122,7 @@ class Trainer:
                 f"run_config must be a dict (the resolved run config), got {type(run_config).__name__}"
             )
         device = resolve_device(config.device)
-        if config.precision == "auto":
-            bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-            config = dataclasses.replace(config, precision="bf16" if bf16 else "fp32")
+        config = resolve_auto_settings(config, device)
         if config.precision != "fp32" and device.type != "cuda":
             raise ValueError(
                 f"TrainConfig.precision={config.precision!r} needs a CUDA device, but device is {device.type!r}; "
