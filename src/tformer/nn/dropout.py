@@ -1,39 +1,34 @@
 """Dropout, the same function as torch.nn.Dropout, with a mask that is cheap to draw on CPU.
 
-PyTorch's CPU dropout draws one 32-bit Mersenne-Twister number per element through `bernoulli_`, and on a
-small model that costs about a sixth of a training step (profiled in docs/results.md). Sixteen random bits
-per element are plenty to decide "keep or drop", and one 64-bit draw gives four of them: the mask costs a
-quarter of the random numbers, and backward keeps it as one byte per element instead of a float.
+PyTorch's CPU dropout draws a 64-bit Mersenne-Twister number per element through `bernoulli_`; in the
+`small` seq2seq preset that made dropout about 8% of a training step (profile in docs/results.md). Sixteen
+random bits per element are plenty to decide "keep or drop", and one 64-bit draw gives four of them: the
+mask costs a quarter of the random numbers.
 
 The drop probability is rounded to a multiple of 2^-16 (at most 7.7e-6 away from `p`), and kept values are
 scaled by 1 / (1 - that probability), so the expectation of the output is exactly the input, as in
 torch.nn.Dropout. Other devices, and models under torch.compile, use torch's own dropout. All draw from
 torch's default generator, so torch.manual_seed and the checkpointed RNG state make a run repeatable.
+Shape legend: N elements of the input, whatever its shape.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 _LEVELS = 1 << 16  # a 16-bit random integer takes this many values, uniformly
-_INT64_LOW, _INT64_HIGH = -(1 << 63), (1 << 63) - 1  # random_(low, high) draws from [low, high): all 64 bits
+# random_(low, high) draws uniformly from [low, high): every int64 but the largest, i.e. 64 random bits
+# (one of 2^64 values never comes up; its bias is 2^-64).
+_INT64_LOW, _INT64_HIGH = -(1 << 63), (1 << 63) - 1
 
 
-class _MaskedScale(torch.autograd.Function):
-    """y = x * keep * scale; the backward needs only the bool mask (one byte per element)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, keep: Tensor, scale: float) -> Tensor:
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return x.mul(keep).mul_(scale)  # in place on the fresh product: one temporary fewer
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None, None
+def check_probability(p: float) -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be a number in [0, 1], got {p!r}")
 
 
 def drop_threshold(p: float) -> int:
@@ -41,16 +36,17 @@ def drop_threshold(p: float) -> int:
     return round(p * _LEVELS)
 
 
-def keep_mask(shape: torch.Size, *, p: float, device: torch.device) -> Tensor:
+def keep_mask(shape: tuple[int, ...] | torch.Size, *, p: float, device: torch.device) -> Tensor:
     """Bool mask of `shape`, each element False with probability drop_threshold(p) / 2^16, independently."""
-    n = shape.numel()
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(_INT64_LOW, _INT64_HIGH)
-    bits = words.view(torch.int16)[:n].view(shape)  # four independent 16-bit draws per 64-bit word
+    bits = words.view(torch.int16)[:n].view(shape)  # [ceil(N/4)] int64 -> [N] int16 -> shape: 4 draws a word
     return bits >= drop_threshold(p) - _LEVELS // 2  # int16 runs from -2^15: this many values lie below
 
 
 def dropout(x: Tensor, p: float, *, training: bool) -> Tensor:
     """Zero each element with probability p and scale the rest by 1 / (1 - p) while training."""
+    check_probability(p)
     if not training or p == 0.0:
         return x
     dropped = drop_threshold(p)
@@ -59,7 +55,8 @@ def dropout(x: Tensor, p: float, *, training: bool) -> Tensor:
     if x.device.type != "cpu" or torch.compiler.is_compiling() or dropped == _LEVELS:
         return F.dropout(x, p, training=True)
     keep = keep_mask(x.shape, p=p, device=x.device)
-    return _MaskedScale.apply(x, keep, _LEVELS / (_LEVELS - dropped))
+    # autograd keeps only the bool mask for the backward of where; the scale multiplies in place
+    return torch.where(keep, x, 0.0).mul_(_LEVELS / (_LEVELS - dropped))
 
 
 class Dropout(nn.Module):
@@ -67,8 +64,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability must be a number in [0, 1], got {p!r}")
+        check_probability(p)
         self.p = float(p)
 
     def forward(self, x: Tensor) -> Tensor:
