@@ -242,6 +242,8 @@ def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (Union, types.UnionType):
         return " | ".join(_type_name(arg) for arg in args)
+    if origin is Literal:
+        return " | ".join(repr(arg) for arg in args)
     if origin in (tuple, list) and args:
         if origin is list or (len(args) == 2 and args[1] is Ellipsis):
             return f"a list of {_type_name(args[0])}"

@@ -41,3 +41,10 @@ def test_auto_compile_is_on_for_cuda_only():
 def test_compile_must_be_a_bool_or_auto(value):
     with pytest.raises(ValueError, match="TrainConfig.compile=.*true, false or 'auto'"):
         TrainConfig(compile=value)
+
+
+def test_a_config_file_with_a_bad_compile_value_names_the_choices():
+    from tformer.config import from_dict
+
+    with pytest.raises(TypeError, match="'compile': expected bool \\| 'auto', got 'yes'"):
+        from_dict(TrainConfig, {"compile": "yes"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -50,7 +50,7 @@ class TrainConfig:
     log_every: int = 50
     # torch.compile the training forward/backward: "auto" does on CUDA, where it pays for its minute of
     # compilation; on CPU inductor's C++ build costs more than a short run saves. Evaluation stays eager.
-    compile: bool | str = "auto"
+    compile: bool | Literal["auto"] = "auto"
     progress_bar: bool = True
     # A NaN/inf loss or gradient norm: "stop" (keep the last good checkpoint, name the step and batch) or
     # "skip" the update and count it. Stop is the default: such a loss usually means divergence or bad data,
