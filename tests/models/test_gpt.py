@@ -241,3 +241,28 @@ def test_preset_errors():
         preset_config("huge")
     with pytest.raises(ValueError, match="unknown GPTConfig field.*n_layer "):
         preset_config("tiny", {"n_layer": 3})
+
+
+def test_dropout_sits_where_gpt2_has_it():
+    # GPT-2 drops out the embeddings, each attention output and each MLP output (plus attention weights),
+    # never the MLP's hidden layer: the same number of dropout layers, with the same probabilities.
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            n_embd=64, n_layer=3, n_head=4, vocab_size=V, resid_pdrop=0.2, embd_pdrop=0.2, attn_pdrop=0.1
+        )
+    )
+    ours = GPT(
+        preset_config("tiny", {"vocab_size": V, "n_layers": 3, "dropout": 0.2, "attention_dropout": 0.1})
+    )
+
+    def dropout_ps(model: torch.nn.Module) -> list[float]:
+        # attention-weight dropout is a layer in HF and an argument of SDPA in tformer: compare the others
+        return sorted(
+            m.p for name, m in model.named_modules() if hasattr(m, "p") and "attn_dropout" not in name
+        )
+
+    assert [p for p in dropout_ps(ours) if p > 0] == [p for p in dropout_ps(hf) if p > 0] == [0.2] * 7
+    assert {m.dropout for m in ours.modules() if hasattr(m, "dropout") and isinstance(m.dropout, float)} == {
+        0.1
+    }

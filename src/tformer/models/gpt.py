@@ -63,6 +63,7 @@ class GPTConfig:
             d_ff=self.d_ff,
             dropout=self.dropout,
             attention_dropout=self.attention_dropout,
+            activation_dropout=0.0,  # GPT-2 (and nanoGPT) drop out the MLP's output only, not its hidden layer
             n_kv_heads=self.n_kv_heads,
             feedforward=self.feedforward,
             norm_position=NormPosition.PRE,  # GPT-2 moved LayerNorm to the sub-layer inputs

@@ -34,6 +34,8 @@ class BlockConfig:
     d_ff: int = 2048
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    # inside the FFN, on its hidden activations: None = `dropout` (as torch.nn.Transformer); GPT-2 has none
+    activation_dropout: float | None = None
     n_kv_heads: int | None = None
     feedforward: FeedForwardKind = FeedForwardKind.RELU
     norm_position: NormPosition = NormPosition.POST
@@ -73,8 +75,9 @@ def _attention(
 
 
 def _feedforward(config: BlockConfig) -> nn.Module:
+    inner = config.dropout if config.activation_dropout is None else config.activation_dropout
     return make_feedforward(
-        config.d_model, config.d_ff, kind=config.feedforward, dropout=config.dropout, bias=config.bias
+        config.d_model, config.d_ff, kind=config.feedforward, dropout=inner, bias=config.bias
     )
 
 
