@@ -61,8 +61,8 @@ def test_profiling_leaves_the_timing_rows_alone(runs):
     with_profile, without, profile_dir = runs
     assert _row_keys(with_profile) == _row_keys(without)
     assert len(_row_keys(without)) == 6
-    assert with_profile["profile_dir"] == str(profile_dir)
-    assert "profile_dir" not in without
+    assert with_profile["settings"]["profile_dir"] == str(profile_dir)
+    assert without["settings"]["profile_dir"] is None
 
 
 def test_cli_rejects_bad_profile_options(capsys, tmp_path):
@@ -72,6 +72,8 @@ def test_cli_rejects_bad_profile_options(capsys, tmp_path):
     not_a_dir.write_text("")
     assert main([*ARGV, "--profile", str(not_a_dir)]) == 2
     assert f"profile directory '{not_a_dir}' exists and is not a directory" in capsys.readouterr().err
+    assert main([*ARGV, "--profile-steps", "5"]) == 2
+    assert "--profile-steps 5 needs --profile DIR" in capsys.readouterr().err
 
 
 def test_profile_runs_after_the_timed_steps_and_its_figures_match_the_trace(tmp_path):

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from tformer.bench.hf_peers import transformers_version
-from tformer.bench.measure import measure_matmul_peak, run_group
+from tformer.bench.measure import Measurement, measure_matmul_peak, run_group
 from tformer.bench.profiling import GroupProfiler
 from tformer.bench.report import group_rows, rows_as_dicts
-from tformer.bench.suites import SIZES, SUITES, Settings, groups
+from tformer.bench.suites import SIZES, SUITES, Group, Settings, groups
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # Square matmul sizes tried for the peak: around the device's best rate, each well under a second.
@@ -106,24 +106,7 @@ def run_bench(options: BenchOptions, *, log=print) -> dict:
     profiler = None
     if options.profile_dir is not None:
         profiler = GroupProfiler(options.profile_dir, device=device, steps=options.profile_steps)
-    measured = []
-    for suite in options.suites:
-        for group in groups(suite, settings):
-            log(f"timing {group.suite} / {group.case} ...")
-            after_timing = None
-            if profiler is not None:
-                after_timing = functools.partial(profiler.profile_group, group.suite, group.case)
-            measurements = run_group(
-                group.builders,
-                device=device,
-                steps=options.steps,
-                warmup=options.warmup,
-                after_timing=after_timing,
-            )
-            measured.append((group, measurements))
-            gc.collect()  # the group's models went with run_group's contenders: free them before the next
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+    measured = _time_groups(options, settings, profiler=profiler, log=log)
     # Measured again after the models: on a shared machine, load at the start alone would lower the peak.
     peak_after = measure_matmul_peak(device, dtype, sizes=peak_sizes)
     peak_flops, peak_size = max(peak_before, peak_after)
@@ -131,10 +114,8 @@ def run_bench(options: BenchOptions, *, log=print) -> dict:
     for group, measurements in measured:
         rows += group_rows(group.suite, group.case, measurements, peak_flops=peak_flops)
         notes += group.notes
-    profile = {}
     if profiler is not None:
         profiler.write_summary()
-        profile = {"profile_dir": str(options.profile_dir)}
     return {
         "benchmark": "tformer bench",
         "settings": {
@@ -148,8 +129,32 @@ def run_bench(options: BenchOptions, *, log=print) -> dict:
         "peak_flops_before_after": [peak_before[0], peak_after[0]],
         "rows": rows_as_dicts(rows),
         "notes": notes,
-        **profile,
     }
+
+
+def _time_groups(
+    options: BenchOptions, settings: Settings, *, profiler: GroupProfiler | None, log
+) -> list[tuple[Group, list[Measurement]]]:
+    """Every comparison group of the chosen suites, timed (and profiled after its timing, with a profiler)."""
+    measured = []
+    for suite in options.suites:
+        for group in groups(suite, settings):
+            log(f"timing {group.suite} / {group.case} ...")
+            after_timing = None
+            if profiler is not None:
+                after_timing = functools.partial(profiler.profile_group, group.suite, group.case)
+            measurements = run_group(
+                group.builders,
+                device=settings.device,
+                steps=options.steps,
+                warmup=options.warmup,
+                after_timing=after_timing,
+            )
+            measured.append((group, measurements))
+            gc.collect()  # the group's models went with run_group's contenders: free them before the next
+            if settings.device.type == "cuda":
+                torch.cuda.empty_cache()
+    return measured
 
 
 def _json_value(value: object) -> object:

@@ -203,12 +203,10 @@ def _seq2seq_train(settings: Settings) -> Iterator[Group]:
         )
     notes = [
         f"seq2seq-train: tformer and torch.nn.Transformer compute the same function (max |logit diff| "
-        f"{diff:.1e} with tformer's weights copied in)"
-    ]
-    notes.append(
+        f"{diff:.1e} with tformer's weights copied in)",
         f"seq2seq-train: every contender drops out embeddings, sub-layer outputs, FFN activations and attention "
-        f"weights with p={config.dropout}"
-    )
+        f"weights with p={config.dropout} (tformer on CPU: masks from 16-bit random numbers, see nn/dropout.py)",
+    ]
     yield Group("seq2seq-train", "train", builders, notes)
 
 

@@ -64,7 +64,10 @@ def add_parser(sub) -> None:
         "Chrome traces and summary.md here",
     )
     p.add_argument(
-        "--profile-steps", type=int, default=3, help="steps per implementation under --profile (default: 3)"
+        "--profile-steps",
+        type=int,
+        default=None,
+        help="steps per implementation under --profile (default: 3)",
     )
     p.set_defaults(run=run)
 
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.profile_steps is not None and args.profile is None:
+        raise ValueError(f"--profile-steps {args.profile_steps} needs --profile DIR (where the profiles go)")
     options = BenchOptions(
         device=device,
         suites=tuple(dict.fromkeys(args.suite)),
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         static_cache=args.static_cache,
         seed=args.seed,
         profile_dir=args.profile,
-        profile_steps=args.profile_steps,
+        profile_steps=3 if args.profile_steps is None else args.profile_steps,
     )
     report = run_bench(options)
     print(format_table(report))
