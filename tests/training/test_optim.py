@@ -61,10 +61,29 @@ def test_build_optimizer_hyperparameters() -> None:
         assert group["betas"] == (0.9, 0.98)  # the paper's
         assert group["eps"] == 1e-9
         assert group["lr"] == 3e-4
-        assert group["fused"] is False  # CPU parameters
+        assert group["fused"] is True  # CPU parameters: torch's fused CPU kernel
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
     custom = build_optimizer(model, lr=1.0, betas=(0.8, 0.9), eps=1e-6)
     assert custom.param_groups[0]["betas"] == (0.8, 0.9) and custom.param_groups[0]["eps"] == 1e-6
+
+
+def test_fused_steps_equal_the_multi_tensor_ones_and_other_devices_are_not_fused() -> None:
+    torch.manual_seed(0)
+    fused_model = TinyLM()
+    plain_model = TinyLM()
+    plain_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model, lr=1e-2, weight_decay=0.1)
+    plain = build_optimizer(plain_model, lr=1e-2, weight_decay=0.1, fused=False)
+    assert fused.param_groups[0]["fused"] and not plain.param_groups[0]["fused"]
+    for step in range(3):
+        for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+            torch.manual_seed(step)
+            for p in model.parameters():
+                p.grad = torch.randn_like(p)
+            optimizer.step()
+    for a, b in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert build_optimizer(TinyLM().to("meta"), lr=1.0).param_groups[0]["fused"] is False
 
 
 def test_decoupled_decay_shrinks_only_the_decayed_group() -> None:
