@@ -8,6 +8,7 @@ import gc
 import os
 import platform
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,7 +84,7 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def run_bench(options: BenchOptions, *, log=print) -> dict:
+def run_bench(options: BenchOptions, *, log: Callable[[str], object] = print) -> dict:
     """Time every suite in `options.suites`; return the report (see `format_table` for its printed form)."""
     device = torch.device(options.device)
     dtype = DTYPES[options.dtype]
@@ -133,7 +134,7 @@ def run_bench(options: BenchOptions, *, log=print) -> dict:
 
 
 def _time_groups(
-    options: BenchOptions, settings: Settings, *, profiler: GroupProfiler | None, log
+    options: BenchOptions, settings: Settings, *, profiler: GroupProfiler | None, log: Callable[[str], object]
 ) -> list[tuple[Group, list[Measurement]]]:
     """Every comparison group of the chosen suites, timed (and profiled after its timing, with a profiler)."""
     measured = []

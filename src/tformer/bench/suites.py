@@ -121,7 +121,7 @@ def _training_contender(
 ) -> Contender:
     """A full training step: forward and loss (under autocast below fp32), backward, AdamW step, zero grads.
 
-    Every contender gets the same optimizer (tformer's AdamW factory: fused kernels on CUDA) and drops its
+    Every contender gets the same optimizer (tformer's AdamW factory: fused kernels on CUDA and CPU) and drops its
     gradients at the end of the step, so only weights and optimizer state stay resident between steps.
     """
     model.train()
