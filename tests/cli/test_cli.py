@@ -201,3 +201,19 @@ def test_translate_output_stays_one_line_per_input():
 
     assert _one_line("a\nb\r\nc") == "a b c"
     assert _one_line("no break") == "no break"
+
+
+def test_python_dash_m_tformer_runs_the_command_without_an_install():
+    # The GPU machine runs the checkout with PYTHONPATH=src (docs/gpu_runbook.md): `python -m tformer` must work.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tformer", "reproduce", "--help"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: tformer reproduce" in done.stdout
