@@ -206,3 +206,19 @@ def test_static_cache_gives_the_dynamic_cache_tokens_for_gpt():
     # Both are the uncached model's greedy continuation: the logits of a full forward over prompt + tokens.
     full = model(torch.cat([prompt, dynamic_tokens[:, :-1]], dim=1)).logits[:, prompt.size(1) - 1 :]
     torch.testing.assert_close(dynamic_logits, full, rtol=1e-4, atol=1e-5)
+
+
+def test_the_printed_table_keeps_long_names_apart(report):
+    # A case or implementation longer than its column's default width widens the column instead of running
+    # into the next one; every row's implementation starts where the header's does.
+    from tformer.bench.report import format_table
+
+    long = dict(
+        report["rows"][0], case="seq2seq beam 4, compiled and then some", implementation="tformer compiled"
+    )
+    lines = format_table(dict(report, rows=[long, *report["rows"]])).splitlines()
+    header = next(line for line in lines if line.startswith("suite"))
+    rows = [line for line in lines if line.startswith(("seq2seq-train", "gpt-train", "generate"))]
+    assert "seq2seq beam 4, compiled and then some tformer compiled" in rows[0]
+    column = header.index("implementation")
+    assert all(row[column - 1] == " " and row[column] != " " for row in rows)

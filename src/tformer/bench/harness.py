@@ -92,7 +92,7 @@ def run_bench(options: BenchOptions, *, log: Callable[[str], object] = print) ->
     with_hf = env["transformers_version"] is not None
     notes = [] if with_hf else ["transformers is not installed: the HuggingFace peers were skipped"]
     if not options.compile:
-        notes.append("torch.compile'd GPT rows skipped (default off on CPU; --compile forces them)")
+        notes.append("torch.compile'd rows skipped (default off on CPU; --compile forces them)")
     peak_sizes = PEAK_MATMUL_SIZES[device.type]
     peak_before = measure_matmul_peak(device, dtype, sizes=peak_sizes)
     settings = Settings(

@@ -95,10 +95,9 @@ def format_table(report: dict) -> str:
         f"matmul peak measured now: {_si(report['peak_flops'])}FLOP/s ({report['peak_matmul']}); "
         f"median of {report['settings']['steps']} timed steps after {report['settings']['warmup']} warm-up",
         "",
-        "".join(f"{name:{align}{width}}" for name, align, width in COLUMNS),
     ]
-    for r in report["rows"]:
-        cells = (
+    rows = [
+        (
             r["suite"],
             r["case"],
             r["implementation"],
@@ -109,9 +108,13 @@ def format_table(report: dict) -> str:
             _ratio(r["tformer_speed_ratio"]),
             _ratio(r["tformer_memory_ratio"]),
         )
-        lines.append(
-            "".join(f"{c:{align}{width}}" for c, (_, align, width) in zip(cells, COLUMNS, strict=True))
-        )
+        for r in report["rows"]
+    ]
+    # A column is as wide as its default or its longest cell plus a space, whichever is wider.
+    widths = [max([width] + [len(row[i]) + 1 for row in rows]) for i, (_, _, width) in enumerate(COLUMNS)]
+    layout = [(align, width) for (_, align, _), width in zip(COLUMNS, widths, strict=True)]
+    for cells in [tuple(name for name, _, _ in COLUMNS), *rows]:
+        lines.append("".join(f"{c:{align}{width}}" for c, (align, width) in zip(cells, layout, strict=True)))
     lines += [
         "",
         "tformer speed = tformer tokens/s / this row's; tformer mem = tformer peak memory / this row's",

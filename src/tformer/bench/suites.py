@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -249,10 +250,12 @@ def _expect_new_tokens(name: str, got: list[int], want: int) -> None:
         raise RuntimeError(f"{name} generated {sorted(set(got))} new tokens per sentence instead of {want}")
 
 
-def _seq2seq_decoding(model: nn.Module, src: Tensor, mask: Tensor, *, beam: int, settings: Settings) -> None:
+def _seq2seq_decoding(
+    model: nn.Module, src: Tensor, mask: Tensor, *, beam: int, settings: Settings, compiled: bool = False
+) -> None:
     n = settings.sizes.new_tokens
     max_length = n if settings.static_cache else None
-    state = Seq2SeqState(model, src, mask, max_length=max_length)
+    state = Seq2SeqState(model, src, mask, max_length=max_length, compile=compiled)
     lengths = dict(batch_size=src.size(0), bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=n, min_new_tokens=n)
     if beam == 1:
         hypotheses = greedy_search(state, **lengths)
@@ -299,12 +302,18 @@ def _generate(settings: Settings) -> Iterator[Group]:
     src, mask = source.src_ids, source.src_mask  # [B, S] each, about 10% right padding
     tformer_seq2seq = inference(lambda: seq2seq.Seq2SeqTransformer(config))
     marian = inference(lambda: marian_from_config(config, bos_id=BOS_ID, eos_id=EOS_ID))
-    for beam in (1, sizes.beam_size):
+    # With --compile, tformer also decodes through a compiled decoder step (Seq2SeqState(compile=True)); HF's
+    # generate stays as users call it.
+    for beam, compiled in itertools.product(
+        (1, sizes.beam_size), (False, True) if settings.compile else (False,)
+    ):
 
-        def tformer_contender(beam: int = beam) -> Contender:
+        def tformer_contender(beam: int = beam, compiled: bool = compiled) -> Contender:
             model = tformer_seq2seq()
-            work = functools.partial(_seq2seq_decoding, model, src, mask, beam=beam, settings=settings)
-            return Contender("tformer", True, work, tokens)
+            decoding = functools.partial(_seq2seq_decoding, model, src, mask, beam=beam, settings=settings)
+            name = "tformer compiled" if compiled else "tformer"
+            work = functools.partial(decoding, compiled=compiled)
+            return Contender(name, True, work, tokens, eager_step=decoding, compiled=compiled)
 
         def hf_contender(beam: int = beam) -> Contender:
             model = marian()
@@ -312,7 +321,8 @@ def _generate(settings: Settings) -> Iterator[Group]:
             return Contender("HF MarianMTModel generate", False, work, tokens)
 
         builders = [tformer_contender] + ([hf_contender] if settings.with_hf else [])
-        yield Group("generate", "seq2seq greedy" if beam == 1 else f"seq2seq beam {beam}", builders)
+        case = "seq2seq greedy" if beam == 1 else f"seq2seq beam {beam}"
+        yield Group("generate", f"{case}, compiled" if compiled else case, builders)
 
     lm_config = gpt_config(sizes)
     g = torch.Generator().manual_seed(settings.seed)

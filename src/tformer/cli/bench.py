@@ -47,7 +47,8 @@ def add_parser(sub) -> None:
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also time torch.compile'd GPT models (default: on CUDA only)",
+        help="also time torch.compile'd GPT training and tformer's compiled seq2seq decoding step "
+        "(default: on CUDA only)",
     )
     p.add_argument(
         "--static-cache", action="store_true", help="tformer seq2seq decoding into a preallocated KV cache"
