@@ -139,3 +139,11 @@ def test_a_training_model_compiles_into_one_graph():
     src, tgt = torch.randint(1, 30, (2, 7)), torch.randint(1, 30, (2, 6))
     explained = torch._dynamo.explain(model)(src, tgt)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_attention_checks_its_dropout_probability_when_built():
+    # On CUDA the probability goes straight to SDPA, so it must be checked before any forward pass.
+    from tformer.nn.attention import MultiHeadAttention
+
+    with pytest.raises(ValueError, match="dropout probability must be a number in \\[0, 1\\], got 1.5"):
+        MultiHeadAttention(16, 4, dropout=1.5)

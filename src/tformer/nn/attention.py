@@ -19,7 +19,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.nn.dropout import dropout
+from tformer.nn.dropout import check_probability, dropout
 from tformer.nn.kv_cache import LayerKV
 from tformer.nn.masks import causal_mask, combine
 from tformer.nn.positional import RotaryEmbedding
@@ -124,6 +124,7 @@ class MultiHeadAttention(nn.Module):
     ) -> None:
         super().__init__()
         check_heads(d_model, n_heads, n_kv_heads)
+        check_probability(dropout)  # checked once here, not only on the CPU path that draws its own mask
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         if rotary is not None and kind is AttentionKind.CROSS:
             raise ValueError("rotary positions apply to self-attention only, not cross-attention")
