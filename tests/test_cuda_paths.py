@@ -6,6 +6,7 @@ A session with a GPU runs `python3 -m pytest tests/test_cuda_paths.py -q` first 
 - train.compile=auto with bf16 autocast, end to end through the CLI, with resume;
 - CUDA decoding equal to CPU decoding;
 - `tformer bench` with its CUDA memory and profiler paths.
+tests/training/test_no_host_sync.py has one more: training steps that never wait for the GPU.
 """
 
 from __future__ import annotations

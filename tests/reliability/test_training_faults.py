@@ -166,6 +166,27 @@ def test_skip_drops_exactly_that_update_and_counts_it(tmp_path: Path, fault: Cal
     assert no_loss == [False, False, False, fault is nan_loss, False, False]
 
 
+def test_a_fault_between_reading_points_is_reported_at_the_next_one_and_never_applied(tmp_path: Path) -> None:
+    # The trainer reads the device's numbers only at log, evaluation and checkpoint steps (here 4 and 8): the
+    # NaN of update 2 (loss call 4) is reported at step 4, before that step's checkpoint is written.
+    sparse = {"max_steps": 8, "log_every": 4, "eval_every": 4, "checkpoint_every": 4}
+    with pytest.raises(NonFiniteLossError) as raised:
+        _fit(FaultyTask({4: nan_loss}), tmp_path / "stop", **sparse)
+    assert "non-finite loss (nan) at step 2 (epoch 0, batch index 3, loss sum nan)" in str(raised.value)
+    assert "no checkpoint has been written yet" in str(raised.value)
+    assert not (tmp_path / "stop" / LAST).exists()
+    # "skip": the update was dropped on the device, so the run equals one that never saw that window
+    result = _fit(FaultyTask({4: nan_gradient}), tmp_path / "skip", nonfinite="skip", **sparse)
+    assert result.step == 8
+    _fit(_DropWindow({2, 3}), tmp_path / "without", **{**sparse, "max_steps": 7, "checkpoint_every": 7})
+    _assert_same_state(
+        load_checkpoint(tmp_path / "without" / LAST).model_state,
+        load_checkpoint(tmp_path / "skip" / LAST).model_state,
+    )
+    records = [json.loads(line) for line in (tmp_path / "skip" / "log.jsonl").read_text().splitlines()]
+    assert [r.get("skipped_steps", 0) for r in records if "lr" in r] == [1, 1]
+
+
 def test_skip_stops_a_run_that_only_skips(tmp_path: Path) -> None:
     every_call = {call: nan_loss for call in range(1, 2 * MAX_CONSECUTIVE_SKIPS + 10)}
     with pytest.raises(NonFiniteLossError, match=f"the {MAX_CONSECUTIVE_SKIPS}th non-finite update in a row"):

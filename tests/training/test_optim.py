@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tformer.training.optim import build_optimizer, parameter_groups
+from tformer.training.optim import build_optimizer, parameter_groups, step_unless_nonfinite
 
 
 class TinyLM(nn.Module):
@@ -117,3 +117,27 @@ def test_model_without_trainable_parameters_raises() -> None:
     model = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="Linear has no trainable parameters"):
         build_optimizer(model, lr=1e-3)
+
+
+@pytest.mark.parametrize("fused", [True, False])  # fused: decided on the device; multi-tensor: one read
+def test_step_unless_nonfinite_leaves_weights_moments_and_step_count_alone(fused: bool) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    optimizer = build_optimizer(model, lr=0.1, fused=fused)
+
+    def step(norm: float) -> None:
+        for param in model.parameters():
+            param.grad = torch.randn_like(param)
+        step_unless_nonfinite(optimizer, torch.tensor(norm))
+
+    step(1.0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    state = {k: v.clone() for k, v in optimizer.state[model.weight].items()}
+    for bad in (float("nan"), float("inf")):
+        step(bad)
+        assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+        assert all(torch.equal(v, optimizer.state[model.weight][k]) for k, v in state.items())
+    assert not hasattr(optimizer, "found_inf")  # nothing left behind for a later, unguarded step
+    step(1.0)
+    assert not torch.equal(model.weight, before["weight"])
+    assert optimizer.state[model.weight]["step"].item() == 2

@@ -52,7 +52,7 @@ class Seq2SeqBatch:
         return int(self.tgt_mask.sum())
 
     def to(self, device: torch.device | str) -> Seq2SeqBatch:
-        return Seq2SeqBatch(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
+        return Seq2SeqBatch(**{f.name: to_device(getattr(self, f.name), device) for f in fields(self)})
 
 
 def pad_sequences(seqs: list[list[int]], *, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +173,15 @@ def _check_tensor(value: object, *, name: str, dtype: torch.dtype) -> None:
         raise TypeError(f"{name} must be a 2-d {dtype} tensor [B, L], got {got}")
 
 
-def _move(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    # An asynchronous copy is only possible (and only safe to overlap with compute) from pinned memory.
-    return tensor.to(device, non_blocking=tensor.is_pinned())
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """`tensor` on `device`; a copy from the CPU to a GPU does not make the host wait for the GPU.
+
+    A plain `.to("cuda")` waits until the GPU has finished all queued work (then the GPU idles while the host
+    prepares the next batch), and so does a non_blocking copy from ordinary (pageable) memory, which the driver
+    stages through pinned memory synchronously. So the batch is pinned first, a memcpy of kilobytes, and then
+    copied asynchronously; torch's pinned-memory allocator keeps the pinned copy alive until the transfer ends.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

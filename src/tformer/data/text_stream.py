@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tformer.data.batching import to_device
 from tformer.data.tokenizers import PAD_ID, Tokenizer
 
 IGNORE_INDEX = -100  # target value that the loss skips (context-only positions of overlapping eval windows)
@@ -49,7 +50,7 @@ class LMBatch:
         return (self.targets != IGNORE_INDEX).sum()
 
     def to(self, device: torch.device | str) -> LMBatch:
-        return LMBatch(input_ids=self.input_ids.to(device), targets=self.targets.to(device))
+        return LMBatch(input_ids=to_device(self.input_ids, device), targets=to_device(self.targets, device))
 
 
 def encode_lines(tokenizer: Tokenizer, lines: Sequence[str]) -> torch.Tensor:

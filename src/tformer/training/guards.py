@@ -1,7 +1,9 @@
 """What the trainer does when a step goes wrong, so that an unattended run fails in a way its owner can act on.
 
-- A non-finite loss or gradient norm is caught before the optimizer step: TrainConfig.nonfinite="stop" raises
-  NonFiniteLossError naming the step and the batch; "skip" drops that update, and the trainer counts it.
+- A non-finite loss or gradient norm never reaches the weights: the optimizer drops that update on the device
+  (training/optim.py). When the trainer next reads its numbers (at the next log, evaluation or checkpoint step,
+  always before a checkpoint is written), TrainConfig.nonfinite="stop" raises NonFiniteLossError naming the
+  step and the batch; "skip" counts the dropped update and goes on.
 - A GPU out-of-memory error becomes one line with advice (TrainingOutOfMemoryError, still a
   torch.OutOfMemoryError for code that catches that).
 - Any other OSError (an unwritable or full output directory) keeps its errno and gains the step and the last
@@ -59,12 +61,13 @@ def last_good(path: Path, saved_step: int | None) -> str:
 
 @dataclass
 class Window:
-    """One update's micro-batches: global loss and item totals, and each micro-batch's loss and position."""
+    """One update's micro-batches: each one's position and loss, and the loss and item totals over all
+    processes. The tensors stay on the device: the trainer reads them at its next log, evaluation or checkpoint
+    step (training/pending.py), not per update."""
 
-    loss_sum: float = 0.0
-    n_items: float = 0.0
-    micro_losses: list[torch.Tensor] = field(default_factory=list)  # detached, on the device
     positions: list[BatchPosition] = field(default_factory=list)
+    micro_losses: list[torch.Tensor] = field(default_factory=list)  # detached, on the device
+    totals: torch.Tensor | None = None  # float64 [loss_sum, n_items], summed over processes, on the device
 
     def describe(self) -> str:
         if len(self.positions) == 1:
@@ -72,7 +75,7 @@ class Window:
         return f"micro-batches from {self.positions[0]} to {self.positions[-1]}"
 
     def first_nonfinite(self) -> str:
-        """The first micro-batch whose loss is not finite on this process (read only on failure: it syncs)."""
+        """The first micro-batch whose loss is not finite on this process (read only on failure)."""
         for loss, position in zip(self.micro_losses, self.positions, strict=True):
             value = loss.item()
             if not math.isfinite(value):

@@ -136,9 +136,12 @@ class RunLogger:
                 if key != "step" and isinstance(value, (int, float)):
                     self._tensorboard.add_scalar(key, value, record["step"])
 
-    def advance(self, **postfix: str) -> None:
-        """One more update done: move the progress bar and show `postfix` (loss, lr, items/s) beside it."""
+    def advance(self) -> None:
+        """One more update queued: move the progress bar."""
         self._bar.update(1)
+
+    def show(self, **postfix: str) -> None:
+        """Show `postfix` (the latest loss, lr, items/s) beside the progress bar until the next call."""
         self._bar.set_postfix(postfix, refresh=False)
 
     def info(self, message: str) -> None:

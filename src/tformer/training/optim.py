@@ -58,3 +58,21 @@ def build_optimizer(
         device_types = {p.device.type for group in groups for p in group["params"]}
         fused = device_types in ({"cuda"}, {"cpu"})  # the devices torch has fused AdamW kernels for
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused)
+
+
+def step_unless_nonfinite(optimizer: torch.optim.Optimizer, grad_norm: torch.Tensor) -> None:
+    """optimizer.step(), unless `grad_norm` (a 0-d tensor on the device) is NaN or infinite.
+
+    A fused AdamW decides on the device: it takes the flag the way GradScaler hands it over (the `found_inf`
+    attribute) and then leaves weights, moments and step count as they were, so the host never waits for the
+    GPU. Any other optimizer cannot, and costs one read of the norm.
+    """
+    found_inf = (~torch.isfinite(grad_norm)).to(torch.float32)
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = found_inf
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not found_inf.item():
+        optimizer.step()

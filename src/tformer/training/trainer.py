@@ -6,9 +6,13 @@ one batch of k*W micro-batches exactly (up to float rounding). Then clip, step, 
 ``eval_every`` evaluate (best checkpoint, plateau schedule, early stopping); every ``checkpoint_every`` and at
 the end save everything a bit-exact resume needs, including the data position and the RNG state.
 
-Faults (training/guards.py): a non-finite loss or gradient norm stops the run or skips the update
-(TrainConfig.nonfinite) before the optimizer sees it; out-of-memory and OS errors become one-line messages
-naming the step, the batch and the last good checkpoint.
+A step only queues work on the device: its loss, item count and gradient norm are read in one go at the next
+log, evaluation or checkpoint step (training/pending.py), so the host never waits for the GPU in between.
+
+Faults (training/guards.py): a non-finite loss or gradient norm never changes the weights (the update is dropped
+on the device); when it is read, it stops the run or is counted as skipped (TrainConfig.nonfinite), always
+before the next checkpoint is written. Out-of-memory and OS errors become one-line messages naming the step, the
+batch and the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from tformer.training.distributed import (
 )
 from tformer.training.logging import RunLogger
 from tformer.training.losses import LossOutput
-from tformer.training.optim import build_optimizer
+from tformer.training.optim import build_optimizer, step_unless_nonfinite
+from tformer.training.pending import PendingUpdate, ReadUpdate, pending_update, read
 from tformer.training.rotation import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -98,6 +103,8 @@ class _Run:
     interval: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("loss_sum", "n_items", "seconds"), 0.0)
     )
+    pending: list[PendingUpdate] = field(default_factory=list)  # updates whose numbers are not read yet
+    pending_since: float = 0.0  # perf_counter() when the oldest pending update started
 
 
 class Trainer:
@@ -227,48 +234,23 @@ class Trainer:
                 stop = self._step(run, step, batches)
 
     def _step(self, run: _Run, step: int, batches: Iterator[tuple[int, int, Batch]]) -> bool:
-        """One update with its log line, evaluation and checkpoint; returns True when early stopping triggers."""
-        cfg, progress, interval = self.config, run.progress, run.interval
-        started = time.perf_counter()
+        """One update, then its log line, evaluation and checkpoint when due; returns True when early stopping
+        triggers. Only those three read anything back from the device."""
+        cfg = self.config
+        if not run.pending:
+            run.pending_since = time.perf_counter()
         window = self._accumulate(run, batches)
-        if window.n_items <= 0:
-            raise ValueError(
-                f"training stopped at step {step}: {window.describe()} hold no items "
-                f"(n_items={window.n_items}); task.loss must count the items its loss sums over"
-            )
         lr = run.scheduler.lr  # the rate this update uses; the scheduler then moves to the next one
-        grad_norm = self._update(run, window, step)
-        progress["step"] = step
-        seconds = time.perf_counter() - started
-        interval["seconds"] += seconds
-        progress["train_seconds"] += seconds
-        if math.isfinite(window.loss_sum):
-            interval["loss_sum"] += window.loss_sum
-            interval["n_items"] += window.n_items
-        run.logger.advance(
-            loss=f"{window.loss_sum / window.n_items:.4f}",
-            lr=f"{lr:.3g}",
-            items_s=f"{window.n_items / seconds:.0f}",
-        )
-        if step % cfg.log_every == 0:
-            items = interval["n_items"]
-            record = {
-                "step": step,
-                "loss": interval["loss_sum"] / items if items else float("nan"),  # nan: every update skipped
-                "lr": lr,
-                "items_per_s": items / interval["seconds"],
-                "train_seconds": progress["train_seconds"],
-            }
-            if grad_norm is not None:
-                record["grad_norm"] = grad_norm.item()
-            if progress["skipped_steps"]:
-                record["skipped_steps"] = progress["skipped_steps"]
-            self._record(run, record)
-            run.interval = dict.fromkeys(interval, 0.0)
-        stop = False
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:  # the final model is always evaluated
-            stop = self._evaluate(run, step)
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop:
+        grad_norm = self._update(run, window)
+        run.pending.append(pending_update(step, lr, window, grad_norm))
+        run.progress["step"] = step
+        run.logger.advance()
+        evaluate = step % cfg.eval_every == 0 or step == cfg.max_steps  # the final model is always evaluated
+        save = step % cfg.checkpoint_every == 0 or step == cfg.max_steps
+        if step % cfg.log_every == 0 or evaluate or save:
+            self._settle(run)
+        stop = self._evaluate(run, step) if evaluate else False
+        if save or stop:
             self._save_periodic(run, step)
         return stop
 
@@ -297,49 +279,93 @@ class Trainer:
             totals[0] += window.micro_losses[-1].to(torch.float64)
             totals[1] += torch.as_tensor(out.n_items, device=run.ctx.device).to(torch.float64)
         all_reduce_sum(totals, run.ctx)
-        window.loss_sum, window.n_items = totals.tolist()
+        window.totals = totals
         return window
 
-    def _update(self, run: _Run, window: guards.Window, step: int) -> torch.Tensor | None:
-        """Normalise, clip and apply the accumulated gradients; returns the pre-clip norm when clipping.
+    def _update(self, run: _Run, window: guards.Window) -> torch.Tensor | None:
+        """Normalise, clip and apply the accumulated gradients without reading anything from the device;
+        returns the pre-clip gradient norm (None under fp16 without clipping, where GradScaler checks).
 
-        A non-finite loss or gradient norm never reaches the optimizer (see _drop_update).
+        A non-finite loss or gradient norm never reaches the weights: the optimizer drops the update.
         """
-        if not math.isfinite(window.loss_sum):
-            what, where = f"non-finite loss ({window.loss_sum})", window.first_nonfinite()
-            return self._drop_update(run, step, what=what, where=where)
-        run.scaler.unscale_(run.optimizer)
+        loss_sum, n_items = window.totals
         # Gradients hold the sum over the window's items (DDP averaged them over W processes): x W / N gives
-        # the mean over all N items of the global window.
-        scale = run.ctx.world_size / window.n_items
+        # the mean over all N items of the global window. A non-finite loss, or a window without items,
+        # scales them by NaN instead, so that the one finiteness check below (or GradScaler's) drops it.
+        usable = torch.isfinite(loss_sum) & (n_items > 0)
+        scale = torch.where(usable, run.ctx.world_size / n_items, torch.nan).to(torch.float32)
         params = [p for p in run.model.parameters() if p.grad is not None]
-        for param in params:
-            param.grad.mul_(scale)
+        torch._foreach_mul_([param.grad for param in params], scale)
+        run.scaler.unscale_(run.optimizer)
         grad_norm = None
         if self.config.clip_norm is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.clip_norm)
-        # fp16's GradScaler finds inf/NaN gradients itself and skips the step; other precisions check here.
-        # Every process holds the same all-reduced gradients, so all of them take the same decision.
-        if not run.scaler.is_enabled():
-            norm = (grad_norm if grad_norm is not None else guards.total_grad_norm(params)).item()
-            if not math.isfinite(norm):
-                what, where = f"non-finite gradient norm ({norm})", window.describe()
-                return self._drop_update(run, step, what=what, where=where)
-        run.scaler.step(run.optimizer)  # skips the step if fp16 gradients overflowed
-        run.scaler.update()
-        run.guard.passed()
+        if run.scaler.is_enabled():
+            run.scaler.step(run.optimizer)  # skips the step if fp16 gradients overflowed (or were poisoned)
+            run.scaler.update()
+        else:
+            # Every process holds the same all-reduced gradients, so all of them take the same decision.
+            if grad_norm is None:
+                grad_norm = guards.total_grad_norm(params)
+            step_unless_nonfinite(run.optimizer, grad_norm)
+        # a dropped update still counts as a step and the schedule moves on, as with fp16's overflow skips
         run.optimizer.zero_grad(set_to_none=True)
         run.scheduler.step()
         return grad_norm
 
-    def _drop_update(self, run: _Run, step: int, *, what: str, where: str) -> None:
-        """A non-finite update: the guard raises (nonfinite="stop"), or its gradients are dropped and it is
-        counted; the step still counts and the schedule moves on, as with fp16's overflow skips."""
+    def _settle(self, run: _Run) -> None:
+        """Read the pending updates from the device and account for them in order: a non-finite one stops the
+        run or is counted as skipped (TrainConfig.nonfinite), the others add to the interval's mean loss; at a
+        log step, write the log line."""
+        updates = read(run.pending)
+        seconds = time.perf_counter() - run.pending_since  # the device has finished them: read() waited
+        run.pending = []
+        run.interval["seconds"] += seconds
+        run.progress["train_seconds"] += seconds
+        for update in updates:
+            self._account(run, update)
+        last, items = updates[-1], sum(update.n_items for update in updates)
+        run.logger.show(
+            loss=f"{last.loss_sum / last.n_items:.4f}", lr=f"{last.lr:.3g}", items_s=f"{items / seconds:.0f}"
+        )
+        if last.step % self.config.log_every == 0:
+            self._log_interval(run, last)
+
+    def _account(self, run: _Run, update: ReadUpdate) -> None:
+        step, window = update.step, update.window
+        if update.n_items <= 0:
+            raise ValueError(
+                f"training stopped at step {step}: {window.describe()} hold no items "
+                f"(n_items={update.n_items}); task.loss must count the items its loss sums over"
+            )
+        if not math.isfinite(update.loss_sum):
+            what, where = f"non-finite loss ({update.loss_sum})", window.first_nonfinite()
+        else:
+            run.interval["loss_sum"] += update.loss_sum  # a finite loss counts even if its gradients did not
+            run.interval["n_items"] += update.n_items
+            if run.scaler.is_enabled() or math.isfinite(update.grad_norm):
+                run.guard.passed()
+                return
+            what, where = f"non-finite gradient norm ({update.grad_norm})", window.describe()
         run.guard.reject(what=what, step=step, where=where, last_good=self._last_good(run))
         run.progress["skipped_steps"] += 1
         run.logger.warning(f"step {step}: update skipped: {what} ({where})")
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scheduler.step()
+
+    def _log_interval(self, run: _Run, last: ReadUpdate) -> None:
+        interval, items = run.interval, run.interval["n_items"]
+        record = {
+            "step": last.step,
+            "loss": interval["loss_sum"] / items if items else float("nan"),  # nan: every update skipped
+            "lr": last.lr,
+            "items_per_s": items / interval["seconds"],
+            "train_seconds": run.progress["train_seconds"],
+        }
+        if self.config.clip_norm is not None:
+            record["grad_norm"] = last.grad_norm
+        if run.progress["skipped_steps"]:
+            record["skipped_steps"] = run.progress["skipped_steps"]
+        self._record(run, record)
+        run.interval = dict.fromkeys(interval, 0.0)
 
     def _last_good(self, run: _Run) -> str:
         return guards.last_good(self.out_dir / LAST_CHECKPOINT, run.saved_step)
