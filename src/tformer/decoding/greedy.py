@@ -73,22 +73,27 @@ def decode_single_path(
         allowed = forbid_token(out.logits, eos_id) if step <= min_new_tokens else out.logits
         chosen = choose(allowed)  # Long[B]
         chosen_log_probs = out.logits.float().log_softmax(dim=-1).gather(1, chosen[:, None]).squeeze(1)  # [B]
-        is_eos = chosen == eos_id
-        for row, (sentence, token, log_prob, ended) in enumerate(
-            zip(sentence_of_row, chosen.tolist(), chosen_log_probs.tolist(), is_eos.tolist(), strict=True)
+        # One read from the device per step (on a GPU each read waits for it): the tokens and their
+        # log-probabilities; which rows ended follows from the tokens. Ids are exact in float64.
+        step_tokens, step_log_probs = torch.stack([chosen.double(), chosen_log_probs.double()]).tolist()
+        running: list[int] = []  # rows that did not choose EOS
+        for row, (sentence, token, log_prob) in enumerate(
+            zip(sentence_of_row, map(int, step_tokens), step_log_probs, strict=True)
         ):
             log_probs[sentence] += log_prob
-            if not ended:
+            if token != eos_id:
                 tokens[sentence].append(token)
+                running.append(row)
             if return_attention:
                 attention[sentence].append(out.attention[row])
-        keep = (~is_eos).nonzero().squeeze(1)  # Long[B']: rows still running
-        if step == max_new_tokens or keep.numel() == 0:
+        if step == max_new_tokens or not running:
             break
-        if keep.numel() < len(sentence_of_row):
+        if len(running) < len(sentence_of_row):
+            keep = torch.tensor(running, device=chosen.device)  # Long[B']
             state.select(keep)
-            sentence_of_row = [sentence_of_row[row] for row in keep.tolist()]
-        last = chosen[keep].unsqueeze(1)  # Long[B', 1]
+            sentence_of_row = [sentence_of_row[row] for row in running]
+            chosen = chosen.index_select(0, keep)
+        last = chosen.unsqueeze(1)  # Long[B', 1]
     return [
         Hypothesis(
             tokens=tokens[i],
