@@ -60,6 +60,31 @@ def test_two_processes_match_one_process_over_the_global_batch(tmp_path: Path) -
     assert [r["step"] for r in records if "loss" in r] == list(range(1, 9))
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo unavailable"
+)
+def test_a_nan_on_one_rank_stops_or_is_skipped_on_every_rank_at_the_same_step(tmp_path: Path) -> None:
+    # Rank 1's 3rd loss is NaN: update 2 (2 micro-batches per update). The trainer reads the all-reduced
+    # numbers only at steps 4 and 8, and both ranks act on them there, in the same way.
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    fault = ["--batch-size", "2", "--grad-accum", "2", "--nan-loss", "1:3", "--log-every", "4"]
+    sparse = ["--checkpoint-every", "8", "--eval-every", "8"]
+    stopped = _start(torchrun, tmp_path / "stop", *fault, *sparse)
+    assert stopped.wait(timeout=120) != 0
+    output = (tmp_path / "stop" / "output.txt").read_text()
+    assert "non-finite loss (nan) at step 2 (epoch 0, batch index 2, loss sum nan)" in output  # rank 1
+    assert (
+        "at step 2 (micro-batches from epoch 0, batch index 2 to epoch 0, batch index 3 on this process; "
+        "the non-finite loss came from another process)" in output
+    )  # rank 0
+    assert not (tmp_path / "stop" / "last.safetensors").exists()
+    skipped = _start(torchrun, tmp_path / "skip", *fault, *sparse, "--nonfinite", "skip")
+    assert skipped.wait(timeout=120) == 0, (tmp_path / "skip" / "output.txt").read_text()[-5000:]
+    records = [json.loads(line) for line in (tmp_path / "skip" / "log.jsonl").read_text().splitlines()]
+    assert [r.get("skipped_steps") for r in records if "lr" in r] == [1, 1]
+
+
 def test_single_process_without_torchrun_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in TORCHRUN_VARS:
         monkeypatch.delenv(name, raising=False)

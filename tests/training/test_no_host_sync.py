@@ -171,6 +171,7 @@ def test_translation_training_steps_read_nothing_back(watch: HostSyncWatch, tmp_
     # the Transformer encoder-decoder on the synthetic dates data, with dropout, clipping and label smoothing
     assert main(["train", "tiny_dates", f"--out_dir={tmp_path}", *_SPARSE_READS_CLI]) == 0
     assert watch.seen_armed == []
+    assert watch.seen_disarmed > 0
 
 
 @pytest.mark.skipif(
@@ -180,6 +181,7 @@ def test_translation_training_steps_read_nothing_back(watch: HostSyncWatch, tmp_
 def test_language_model_training_steps_read_nothing_back(watch: HostSyncWatch, tmp_path: Path) -> None:
     assert main(["train", "tiny_shakespeare", f"--out_dir={tmp_path}", *_SPARSE_READS_CLI]) == 0
     assert watch.seen_armed == []
+    assert watch.seen_disarmed > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -11,6 +11,7 @@ kill/resume and DDP tests start it in subprocesses (under torchrun for DDP).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,6 +89,10 @@ class ToyTask:
         self.batch_size = batch_size
         self.seed = seed
         self.delay_s = delay_s
+        self.nan_at_call: int | None = (
+            None  # loss() returns NaN on this call (counted from 1), for fault tests
+        )
+        self.loss_calls = 0
 
     def train_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1) -> Iterator[ToyBatch]:
         order = torch.randperm(
@@ -101,7 +106,11 @@ class ToyTask:
     def loss(self, model: nn.Module, batch: ToyBatch) -> LossOutput:
         if self.delay_s:
             time.sleep(self.delay_s)
-        return toy_loss(model, batch)
+        self.loss_calls += 1
+        out = toy_loss(model, batch)
+        if self.loss_calls == self.nan_at_call:
+            return LossOutput(out.loss_sum * float("nan"), out.n_items)
+        return out
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
@@ -135,17 +144,29 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds of sleep per micro-batch")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--log-every", type=int, default=1)
+    parser.add_argument("--nonfinite", choices=("stop", "skip"), default="stop")
+    parser.add_argument(
+        "--nan-loss",
+        metavar="RANK:CALL",
+        help="this rank's CALL-th loss (counted from 1) is NaN; others are not",
+    )
     args = parser.parse_args()
     # One thread: every run (reference, killed, resumed) then sums in the same order, bit for bit.
     torch.set_num_threads(1)
     torch.manual_seed(1234)
     model = ToyModel(dropout=args.dropout)
     task = ToyTask(batch_size=args.batch_size, delay_s=args.delay)
+    if args.nan_loss is not None:
+        rank, call = map(int, args.nan_loss.split(":"))
+        task.nan_at_call = call if rank == int(os.environ.get("RANK", "0")) else None
     config = toy_config(
         max_steps=args.max_steps,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         grad_accum_steps=args.grad_accum,
+        log_every=args.log_every,
+        nonfinite=args.nonfinite,
     )
     Trainer(model, task, config, out_dir=args.out, run_config={"task": "toy"}).fit(resume=args.resume)
 

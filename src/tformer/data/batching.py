@@ -177,9 +177,10 @@ def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """`tensor` on `device`; a copy from the CPU to a GPU does not make the host wait for the GPU.
 
     A plain `.to("cuda")` waits until the GPU has finished all queued work (then the GPU idles while the host
-    prepares the next batch), and so does a non_blocking copy from ordinary (pageable) memory, which the driver
-    stages through pinned memory synchronously. So the batch is pinned first, a memcpy of kilobytes, and then
-    copied asynchronously; torch's pinned-memory allocator keeps the pinned copy alive until the transfer ends.
+    prepares the next batch). A non_blocking copy from ordinary (pageable) memory may wait too: CUDA documents
+    that the driver "may synchronize with the stream" to stage it through pinned memory ("API synchronization
+    behavior"). So the batch is pinned first, a memcpy of kilobytes, and then copied asynchronously; torch's
+    pinned-memory allocator keeps the pinned copy alive until the transfer ends.
     """
     device = torch.device(device)
     if device.type == "cuda" and tensor.device.type == "cpu":

@@ -21,9 +21,8 @@ class PendingUpdate:
     step: int
     lr: float  # the learning rate this update used
     window: Window
-    numbers: (
-        torch.Tensor
-    )  # float64 [loss_sum, n_items, grad_norm] on the device; grad_norm NaN when not computed
+    # float64 [loss_sum, n_items, grad_norm] on the device; grad_norm is NaN when it was not computed
+    numbers: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -40,10 +39,9 @@ class ReadUpdate:
 
 def pending_update(step: int, lr: float, window: Window, grad_norm: torch.Tensor | None) -> PendingUpdate:
     """Bundles the update's device numbers into one small tensor (no host sync)."""
-    if window.totals is None:
-        raise ValueError(f"step {step}: the window has no loss totals yet")
+    assert window.totals is not None, "the trainer sets a window's totals before its update"
     norm = torch.full_like(window.totals[:1], torch.nan) if grad_norm is None else grad_norm.reshape(1)
-    numbers = torch.cat([window.totals, norm.to(torch.float64)])
+    numbers = torch.cat([window.totals, norm.to(window.totals)])  # (a model without gradients: a CPU zero)
     return PendingUpdate(step, lr, window, numbers)
 
 

@@ -23,7 +23,7 @@ import math
 import platform
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from tformer.training.distributed import (
 from tformer.training.logging import RunLogger
 from tformer.training.losses import LossOutput
 from tformer.training.optim import build_optimizer, step_unless_nonfinite
-from tformer.training.pending import PendingUpdate, ReadUpdate, pending_update, read
+from tformer.training.pending import ReadUpdate, pending_update, read
 from tformer.training.rotation import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -54,57 +54,13 @@ from tformer.training.rotation import (
     numbered_checkpoint,
     prune_numbered,
 )
+from tformer.training.run_state import FitResult, RunState, fresh_progress
 from tformer.training.schedules import build_scheduler
 from tformer.training.task_protocol import Batch, TrainingTask, micro_batches
 from tformer.training.train_config import (  # TrainConfig is also imported from here by tasks and tests
     TrainConfig,
     resolve_auto_settings,
 )
-
-
-@dataclass
-class FitResult:
-    step: int
-    best_metric: float | None
-    best_step: int | None
-    history: list[dict[str, Any]]  # the records logged by this fit() call (train and eval)
-
-
-def _fresh_progress() -> dict[str, Any]:
-    # batch_in_epoch counts the batches of `epoch` already consumed: resume skips exactly that many.
-    return {
-        "step": 0,
-        "epoch": 0,
-        "batch_in_epoch": 0,
-        "best_metric": None,
-        "best_step": None,
-        "bad_evals": 0,
-        "skipped_steps": 0,  # updates dropped for a non-finite loss or gradient (TrainConfig.nonfinite="skip")
-        "train_seconds": 0.0,  # wall time in training updates (not evaluation or checkpoints), over resumes
-    }
-
-
-@dataclass
-class _Run:
-    """Everything one fit() call builds; passed around instead of a dozen arguments."""
-
-    ctx: DistributedContext
-    model: nn.Module  # the unwrapped module: checkpoints and evaluation use it, canonical names
-    train_model: nn.Module  # compiled and/or DDP-wrapped view of the same parameters
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: torch.amp.GradScaler
-    logger: RunLogger
-    progress: dict[str, Any]
-    guard: guards.NonFiniteGuard
-    saved_step: int | None  # the step of out_dir/last.safetensors, the last good checkpoint; None: none yet
-    history: list[dict[str, Any]] = field(default_factory=list)
-    # since the last log line; an update skipped for a non-finite loss adds its seconds only
-    interval: dict[str, float] = field(
-        default_factory=lambda: dict.fromkeys(("loss_sum", "n_items", "seconds"), 0.0)
-    )
-    pending: list[PendingUpdate] = field(default_factory=list)  # updates whose numbers are not read yet
-    pending_since: float = 0.0  # perf_counter() when the oldest pending update started
 
 
 class Trainer:
@@ -156,7 +112,7 @@ class Trainer:
         finally:
             cleanup(ctx)
 
-    def _setup(self, ctx: DistributedContext, *, resume: bool) -> _Run:
+    def _setup(self, ctx: DistributedContext, *, resume: bool) -> RunState:
         cfg = self.config
         seed_everything(cfg.seed + ctx.rank)  # distinct dropout streams per rank
         model = self.model.to(ctx.device)
@@ -165,7 +121,7 @@ class Trainer:
         )
         scheduler = build_scheduler(optimizer, cfg.schedule)
         scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.precision == "fp16")
-        progress = _fresh_progress()
+        progress = fresh_progress()
         last = self.out_dir / LAST_CHECKPOINT
         resumed = resume and last.exists()
         if resumed:
@@ -201,7 +157,7 @@ class Trainer:
         train_model = torch.compile(model) if cfg.compile else model
         train_model = wrap_ddp(train_model, ctx)
         guard, saved_step = guards.NonFiniteGuard(cfg.nonfinite), progress["step"] if resumed else None
-        return _Run(
+        return RunState(
             ctx, model, train_model, optimizer, scheduler, scaler, logger, progress, guard, saved_step
         )
 
@@ -221,7 +177,7 @@ class Trainer:
             "run_config": self.run_config,
         }
 
-    def _loop(self, run: _Run) -> None:
+    def _loop(self, run: RunState) -> None:
         cfg, progress = self.config, run.progress
         batches = micro_batches(
             self.task, epoch=progress["epoch"], skip=progress["batch_in_epoch"], ctx=run.ctx
@@ -233,7 +189,7 @@ class Trainer:
             with guards.explain_faults(step=step, out_dir=self.out_dir, context=lambda: self._where(run)):
                 stop = self._step(run, step, batches)
 
-    def _step(self, run: _Run, step: int, batches: Iterator[tuple[int, int, Batch]]) -> bool:
+    def _step(self, run: RunState, step: int, batches: Iterator[tuple[int, int, Batch]]) -> bool:
         """One update, then its log line, evaluation and checkpoint when due; returns True when early stopping
         triggers. Only those three read anything back from the device."""
         cfg = self.config
@@ -254,7 +210,7 @@ class Trainer:
             self._save_periodic(run, step)
         return stop
 
-    def _accumulate(self, run: _Run, batches: Iterator[tuple[int, int, Batch]]) -> guards.Window:
+    def _accumulate(self, run: RunState, batches: Iterator[tuple[int, int, Batch]]) -> guards.Window:
         """Forward/backward grad_accum_steps micro-batches; the window's global loss and item totals."""
         k = self.config.grad_accum_steps
         totals = torch.zeros(2, dtype=torch.float64, device=run.ctx.device)  # [loss_sum, n_items]
@@ -282,7 +238,7 @@ class Trainer:
         window.totals = totals
         return window
 
-    def _update(self, run: _Run, window: guards.Window) -> torch.Tensor | None:
+    def _update(self, run: RunState, window: guards.Window) -> torch.Tensor | None:
         """Normalise, clip and apply the accumulated gradients without reading anything from the device;
         returns the pre-clip gradient norm (None under fp16 without clipping, where GradScaler checks).
 
@@ -313,7 +269,7 @@ class Trainer:
         run.scheduler.step()
         return grad_norm
 
-    def _settle(self, run: _Run) -> None:
+    def _settle(self, run: RunState) -> None:
         """Read the pending updates from the device and account for them in order: a non-finite one stops the
         run or is counted as skipped (TrainConfig.nonfinite), the others add to the interval's mean loss; at a
         log step, write the log line."""
@@ -331,7 +287,8 @@ class Trainer:
         if last.step % self.config.log_every == 0:
             self._log_interval(run, last)
 
-    def _account(self, run: _Run, update: ReadUpdate) -> None:
+    def _account(self, run: RunState, update: ReadUpdate) -> None:
+        """One update as read: count its finite loss in the interval, and apply TrainConfig.nonfinite to it."""
         step, window = update.step, update.window
         if update.n_items <= 0:
             raise ValueError(
@@ -351,7 +308,7 @@ class Trainer:
         run.progress["skipped_steps"] += 1
         run.logger.warning(f"step {step}: update skipped: {what} ({where})")
 
-    def _log_interval(self, run: _Run, last: ReadUpdate) -> None:
+    def _log_interval(self, run: RunState, last: ReadUpdate) -> None:
         interval, items = run.interval, run.interval["n_items"]
         record = {
             "step": last.step,
@@ -367,13 +324,13 @@ class Trainer:
         self._record(run, record)
         run.interval = dict.fromkeys(interval, 0.0)
 
-    def _last_good(self, run: _Run) -> str:
+    def _last_good(self, run: RunState) -> str:
         return guards.last_good(self.out_dir / LAST_CHECKPOINT, run.saved_step)
 
-    def _where(self, run: _Run) -> str:
+    def _where(self, run: RunState) -> str:
         return f"{guards.position_of(run.progress)}; {self._last_good(run)}"
 
-    def _evaluate(self, run: _Run, step: int) -> bool:
+    def _evaluate(self, run: RunState, step: int) -> bool:
         """Evaluate on rank 0, share the metric, track the best; returns True when early stopping triggers."""
         cfg, progress = self.config, run.progress
         value = torch.zeros(1, dtype=torch.float64, device=run.ctx.device)
@@ -413,7 +370,7 @@ class Trainer:
         patience = self.config.early_stopping_patience
         return patience is not None and progress["bad_evals"] >= patience
 
-    def _save_periodic(self, run: _Run, step: int) -> None:
+    def _save_periodic(self, run: RunState, step: int) -> None:
         """last.safetensors plus step-NNNNNN.safetensors, keeping the newest keep_last numbered ones."""
         last = self.out_dir / LAST_CHECKPOINT
         if self.config.keep_last == 0:
@@ -427,7 +384,7 @@ class Trainer:
         if self.config.keep_last and run.ctx.is_main:
             prune_numbered(self.out_dir, self.config.keep_last)
 
-    def _save(self, run: _Run, path: Path) -> None:
+    def _save(self, run: RunState, path: Path) -> None:
         if not run.ctx.is_main:
             return
         save_checkpoint(
@@ -442,7 +399,7 @@ class Trainer:
             rng_state=capture_rng_state(),
         )
 
-    def _record(self, run: _Run, record: dict[str, Any]) -> None:
+    def _record(self, run: RunState, record: dict[str, Any]) -> None:
         run.history.append(record)
         run.logger.log(record)
 
