@@ -73,12 +73,14 @@ def beam_search(
             raise ValueError(
                 f"beam_size must be smaller than the vocabulary ({out.logits.size(1)}), got {beam_size}"
             )
-        beams, rows = _advance(beams, out, finished, step=step, search=search)  # rows: Long[N, k]
+        # rows: Long[N, k]; log_probs: the new beams' log-probs, read to the host
+        beams, rows, log_probs = _advance(beams, out, finished, step=step, search=search)
         if step == max_new_tokens:
-            for row, (sentence, log_prob) in enumerate(beams.flat_log_probs()):
-                finished[sentence].add(beams.hypothesis(row, log_prob, step, length_penalty))
+            histories = beams.tokens.tolist()
+            for row, (sentence, log_prob) in enumerate(beams.flat(log_probs)):
+                finished[sentence].add(beams.hypothesis(row, histories[row], log_prob, step, length_penalty))
             break
-        running = _can_still_improve(beams, finished, step=step, search=search)
+        running = _can_still_improve(beams, log_probs, finished, step=step, search=search)
         if not any(running):
             break
         beams = _align_state(state, beams, rows, running, step=step, beam_size=beam_size)
@@ -111,32 +113,35 @@ class _Beams:
             attention=None if self.attention is None else self.attention[rows],
         )
 
-    def flat_log_probs(self) -> list[tuple[int, float]]:
-        """(input sentence, log-prob) of every row, in row order."""
+    def flat(self, per_sentence: list[list[float]]) -> list[tuple[int, float]]:
+        """(input sentence, value) of every row, in row order, from one list of n_beams values per sentence."""
         return [
-            (sentence, log_prob)
-            for sentence, row_log_probs in zip(self.sentences, self.log_probs.tolist(), strict=True)
-            for log_prob in row_log_probs
+            (sentence, value)
+            for sentence, values in zip(self.sentences, per_sentence, strict=True)
+            for value in values
         ]
 
-    def hypothesis(self, row: int, log_prob: float, length: int, length_penalty: float) -> Hypothesis:
-        """Row `row` as a finished hypothesis of `length` tokens (EOS included) with total `log_prob`."""
+    def hypothesis(
+        self, row: int, tokens: list[int], log_prob: float, length: int, length_penalty: float
+    ) -> Hypothesis:
+        """Row `row`, whose tokens are `tokens`, as a finished hypothesis of `length` tokens (EOS included)."""
         return Hypothesis(
-            tokens=self.tokens[row].tolist(),
+            tokens=tokens,
             score=log_prob / _lp(length, length_penalty),
             log_prob=log_prob,
             # A copy, so a finished hypothesis does not keep the whole beam's attention history alive.
             attention=None if self.attention is None else self.attention[row].clone(),  # Float[length, S]
         )
 
-    def keep(self, keep: Tensor) -> _Beams:
-        """Only the sentences where Bool[N] keep is True."""
-        rows = keep.repeat_interleave(self.n_beams)  # Bool[N * n_beams]
+    def keep(self, kept: list[int]) -> _Beams:
+        """Only the sentences at positions `kept` (ascending)."""
+        indices = torch.tensor(kept, device=self.tokens.device)  # Long[N']
+        rows = (indices[:, None] * self.n_beams + torch.arange(self.n_beams, device=indices.device)).view(-1)
         return _Beams(
-            sentences=[s for s, kept in zip(self.sentences, keep.tolist(), strict=True) if kept],
-            tokens=self.tokens[rows],
-            log_probs=self.log_probs[keep],
-            attention=None if self.attention is None else self.attention[rows],
+            sentences=[self.sentences[i] for i in kept],
+            tokens=self.tokens.index_select(0, rows),
+            log_probs=self.log_probs.index_select(0, indices),
+            attention=None if self.attention is None else self.attention.index_select(0, rows),
         )
 
 
@@ -173,11 +178,12 @@ class _Search:
 
 def _advance(
     beams: _Beams, out: StepOutput, finished: list[_BestFinished], *, step: int, search: _Search
-) -> tuple[_Beams, Tensor]:
+) -> tuple[_Beams, Tensor, list[list[float]]]:
     """Extend every sentence's beams by one token, given the step's logits for the old beams.
 
     An EOS among a sentence's best k candidates goes to its finished hypotheses; its best k non-EOS candidates
-    become the new beams. Returns the new beams and, Long[N, k], the old row each of them continues.
+    become the new beams. Returns the new beams, Long[N, k] the old row each of them continues, and the new
+    beams' log-probs as host lists [N][k].
     """
     beams = beams.to(out.logits.device)
     if search.return_attention:
@@ -188,25 +194,36 @@ def _advance(
     k = search.beam_size
     scores, rows, tokens = _top_candidates(log_probs, beams.log_probs, size=2 * k)  # each [N, C]
     ends = tokens == search.eos_id  # Bool[N, C]
-    for i, rank in ends[:, :k].nonzero().tolist():
-        hypothesis = beams.hypothesis(int(rows[i, rank]), float(scores[i, rank]), step, search.length_penalty)
-        finished[beams.sentences[i]].add(hypothesis)
     # A stable sort brings each sentence's non-EOS candidates to the front, still in rank order.
     pick = ends.int().sort(dim=1, stable=True).indices[:, :k]  # Long[N, k]
-    rows, tokens, scores = rows.gather(1, pick), tokens.gather(1, pick), scores.gather(1, pick)
-    return beams.extend(rows.view(-1), tokens, scores), rows
+    new_rows, new_tokens, new_scores = rows.gather(1, pick), tokens.gather(1, pick), scores.gather(1, pick)
+    # One read from the device per step (on a GPU each read waits for it): which of the top k candidates
+    # end, with their rows and scores, and the new beams' log-probs. Row indices are exact in float64.
+    ended, ended_rows, ended_scores, kept_scores = torch.stack(
+        [ends[:, :k].double(), rows[:, :k].double(), scores[:, :k].double(), new_scores.double()]
+    ).tolist()
+    finishing = [(i, rank) for i, row in enumerate(ended) for rank in range(k) if row[rank]]
+    if finishing:
+        finishing_rows = [int(ended_rows[i][rank]) for i, rank in finishing]
+        histories = beams.tokens[finishing_rows].tolist()  # a second read, only on a step where beams end
+        for (i, rank), row, history in zip(finishing, finishing_rows, histories, strict=True):
+            hypothesis = beams.hypothesis(row, history, ended_scores[i][rank], step, search.length_penalty)
+            finished[beams.sentences[i]].add(hypothesis)
+    return beams.extend(new_rows.view(-1), new_tokens, new_scores), new_rows, kept_scores
 
 
 def _can_still_improve(
-    beams: _Beams, finished: list[_BestFinished], *, step: int, search: _Search
+    beams: _Beams, log_probs: list[list[float]], finished: list[_BestFinished], *, step: int, search: _Search
 ) -> list[bool]:
-    """Per active sentence: whether its best active beam could still enter its n-best finished list."""
+    """Per active sentence: whether its best active beam (log-probs: the beams' [N][k], best first) could
+    still enter its n-best finished list."""
     # Log-probs only fall, so the best an active beam can reach is its log-prob over the largest length
     # penalty it can still get: at the longest length when the penalty grows with length, else the shortest.
     alpha = search.length_penalty
-    bounds = beams.log_probs[:, 0] / _lp(search.max_new_tokens if alpha > 0 else step + 1, alpha)  # Float[N]
+    best_penalty = _lp(search.max_new_tokens if alpha > 0 else step + 1, alpha)
     return [
-        not finished[s].unbeatable(bound) for s, bound in zip(beams.sentences, bounds.tolist(), strict=True)
+        not finished[s].unbeatable(beam_log_probs[0] / best_penalty)
+        for s, beam_log_probs in zip(beams.sentences, log_probs, strict=True)
     ]
 
 
@@ -219,9 +236,10 @@ def _align_state(
     """
     expanding = step == 1 and beam_size > 1  # the state still holds one row per sentence
     if expanding or not all(running):
-        keep = torch.tensor(running, device=rows.device)  # Bool[N]
-        state.select(rows[keep].view(-1))  # expands to k beams and drops finished sentences
-        return beams.keep(keep)
+        kept = [i for i, keep in enumerate(running) if keep]
+        # expands to k beams and drops finished sentences
+        state.select(rows.index_select(0, torch.tensor(kept, device=rows.device)).view(-1))
+        return beams.keep(kept)
     if beam_size > 1:
         state.reorder(rows.view(-1))
     return beams
