@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tformer.training.losses import LossOutput, label_smoothed_cross_entropy
+from tformer.training.losses import LossOutput, label_smoothed_cross_entropy, total_loss
 
 V = 7
 
@@ -119,3 +119,13 @@ def test_loss_output_holds_sum_and_count() -> None:
     )
     mean = label_smoothed_cross_entropy(logits, targets)
     torch.testing.assert_close(out.loss_sum / out.n_items, mean)
+
+
+def test_total_loss_adds_sums_and_counts_in_float64() -> None:
+    outputs = [
+        LossOutput(torch.tensor(1.5), torch.tensor(3)),
+        LossOutput(torch.tensor(2.25, dtype=torch.float16), torch.tensor(5)),
+        LossOutput(torch.tensor(1e-8), torch.tensor(0)),  # float32 values are added exactly, in float64
+    ]
+    assert total_loss(outputs) == (1.5 + 2.25 + float(torch.tensor(1e-8)), 8)
+    assert total_loss([]) == (0.0, 0)

@@ -29,7 +29,7 @@ from tformer.data.tokenizers import (
 from tformer.decoding.causal_lm import SamplingConfig
 from tformer.models.gpt import GPTConfig
 from tformer.models.rnn import LSTMLMConfig
-from tformer.training.losses import LossOutput, label_smoothed_cross_entropy
+from tformer.training.losses import LossOutput, label_smoothed_cross_entropy, total_loss
 from tformer.training.train_config import TrainConfig
 
 CORPORA = ("tinyshakespeare", "wikitext2")
@@ -158,14 +158,11 @@ def evaluate_stream(model: nn.Module, stream: TextStream, data: LMDataConfig) ->
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    batches = stream.sequential_batches(
+        batch_size=data.batch_size, block_size=data.block_size, stride=data.eval_stride
+    )
     try:
-        for batch in stream.sequential_batches(
-            batch_size=data.batch_size, block_size=data.block_size, stride=data.eval_stride
-        ):
-            out = language_model_loss(model, batch.to(device))
-            total += out.loss_sum.item()
-            count += int(out.n_items)
+        total, count = total_loss(language_model_loss(model, batch.to(device)) for batch in batches)
     finally:
         model.train(was_training)
     loss = total / max(count, 1)

@@ -28,7 +28,7 @@ from tformer.metrics.text import exact_match
 from tformer.models.rnn import LSTMSeq2SeqConfig
 from tformer.models.seq2seq import Seq2SeqConfig
 from tformer.tasks.translation_data import TranslationDataConfig, build_tokenizers, load_pairs
-from tformer.training.losses import LossOutput, label_smoothed_cross_entropy
+from tformer.training.losses import LossOutput, label_smoothed_cross_entropy, total_loss
 from tformer.training.trainer import TrainConfig
 from tformer.viz.attention import plot_attention
 
@@ -129,11 +129,10 @@ class TranslationTask:
         """Validation loss (no smoothing: a true cross-entropy); exact match and lowercased tokenized BLEU of
         the first `data.eval_decode` validation sentences, decoded with the run's decode settings."""
         device = next(model.parameters()).device
-        total, count = 0.0, 0
-        for indices in self._batches(self._valid, epoch=0, shuffle=False):
-            out = self.loss(model, self._make_batch(self._valid, indices).to(device), smoothing=0.0)
-            total += out.loss_sum.item()
-            count += int(out.n_items)
+        total, count = total_loss(
+            self.loss(model, self._make_batch(self._valid, indices).to(device), smoothing=0.0)
+            for indices in self._batches(self._valid, epoch=0, shuffle=False)
+        )
         metrics = {"val_loss": total / max(count, 1)}
         n = min(self.config.data.eval_decode, len(self.valid_pairs))
         if n:

@@ -5,6 +5,7 @@ Shape legend: V classes (vocabulary); `...` any leading batch dims (usually B, T
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,20 @@ class LossOutput:
     """
 
     loss_sum: Tensor  # scalar, summed over items
-    n_items: Tensor  # scalar count of the items in loss_sum (e.g. non-pad tokens)
+    n_items: Tensor  # scalar count of the items in loss_sum (e.g. non-pad tokens), on the loss's device
+
+
+def total_loss(outputs: Iterable[LossOutput]) -> tuple[float, int]:
+    """(summed loss, summed item count) over `outputs`, added up on their device in float64 and read once at
+    the end: reading every batch's value would make the host wait for a GPU batch by batch."""
+    total: Tensor | None = None
+    for out in outputs:
+        pair = torch.stack([out.loss_sum.to(torch.float64), out.n_items.to(torch.float64)])
+        total = pair if total is None else total + pair
+    if total is None:
+        return 0.0, 0
+    loss_sum, n_items = total.tolist()
+    return loss_sum, int(n_items)
 
 
 def label_smoothed_cross_entropy(
