@@ -187,6 +187,22 @@ def test_a_fault_between_reading_points_is_reported_at_the_next_one_and_never_ap
     assert [r.get("skipped_steps", 0) for r in records if "lr" in r] == [1, 1]
 
 
+def no_items(out: LossOutput) -> LossOutput:
+    return LossOutput(out.loss_sum * 0, out.n_items * 0)
+
+
+def test_a_window_without_items_stops_the_run_before_its_checkpoint(tmp_path: Path) -> None:
+    # Both micro-batches of update 3 (loss calls 5 and 6) claim no items: a mean over them does not exist.
+    sparse = {"max_steps": 8, "log_every": 4, "eval_every": 4, "checkpoint_every": 4}
+    with pytest.raises(
+        ValueError,
+        match=r"training stopped at step 3: micro-batches from epoch 0, batch index 4 "
+        r"to epoch 0, batch index 5 hold no items \(n_items=0.0\); task.loss must count",
+    ):
+        _fit(FaultyTask({5: no_items, 6: no_items}), tmp_path / "empty", **sparse)
+    assert not (tmp_path / "empty" / LAST).exists()
+
+
 def test_skip_stops_a_run_that_only_skips(tmp_path: Path) -> None:
     every_call = {call: nan_loss for call in range(1, 2 * MAX_CONSECUTIVE_SKIPS + 10)}
     with pytest.raises(NonFiniteLossError, match=f"the {MAX_CONSECUTIVE_SKIPS}th non-finite update in a row"):
