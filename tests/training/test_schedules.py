@@ -13,6 +13,7 @@ from tformer.training.schedules import (
     cosine_lr,
     exponential_lr,
     inverse_sqrt_lr,
+    linear_lr,
     step_lr,
 )
 
@@ -71,6 +72,50 @@ def test_cosine_warmup_then_decay_to_floor() -> None:
     assert rates[30 - 1] == pytest.approx((0.5 + 0.05) / 2)  # halfway through the decay: the mean
     assert rates[total - 1 :] == pytest.approx([base * ratio] * 11)  # reaches the floor, then flat
     assert cosine_lr(30, base_lr=base, warmup_steps=warm, total_steps=total, min_lr_ratio=ratio) == rates[29]
+
+
+def test_linear_warmup_then_straight_decay_to_floor() -> None:
+    base, warm, total, ratio = 0.5, 10, 50, 0.1
+    sched = build_scheduler(
+        _optimizer(base),
+        ScheduleConfig(kind="linear", warmup_steps=warm, total_steps=total, min_lr_ratio=ratio),
+    )
+    rates = _rates(sched, 60)
+    for s in (1, 5, 10):
+        assert rates[s - 1] == pytest.approx(base * s / warm)
+    # by hand: from 0.5 at update 10 down to 0.05 at update 50, 0.01125 per update
+    for s in (11, 30, 49):
+        assert rates[s - 1] == pytest.approx(0.5 - 0.01125 * (s - 10))
+    assert rates[total - 1 :] == pytest.approx([base * ratio] * 11)
+    assert linear_lr(30, base_lr=base, warmup_steps=warm, total_steps=total, min_lr_ratio=ratio) == rates[29]
+
+
+def test_linear_with_zero_floor_matches_hf_get_linear_schedule_with_warmup() -> None:
+    transformers = pytest.importorskip("transformers")
+    warm, total = 4, 20
+    reference_opt = _optimizer(1.0)
+    reference = transformers.get_linear_schedule_with_warmup(reference_opt, warm, total)
+    expected = []
+    for _ in range(total):
+        reference_opt.step()
+        reference.step()
+        # after k step() calls HF holds lambda(k) = the rate tformer gives update k (HF's own first update
+        # runs at lambda(0) = 0; tformer's update 1 already uses 1 / warmup_steps)
+        expected.append(reference_opt.param_groups[0]["lr"])
+    config = ScheduleConfig(kind="linear", warmup_steps=warm, total_steps=total)
+    assert _rates(build_scheduler(_optimizer(1.0), config), total) == pytest.approx(expected, abs=1e-12)
+
+
+def test_set_total_steps_moves_the_end_of_the_decay_without_touching_warmup() -> None:
+    config = ScheduleConfig(kind="cosine", warmup_steps=10, total_steps=1000, min_lr_ratio=0.0)
+    sched = build_scheduler(_optimizer(1.0), config)
+    early = _rates(sched, 8)
+    sched.set_total_steps(40)
+    assert early == _rates(build_scheduler(_optimizer(1.0), config), 8)
+    later = _rates(sched, 40)  # updates 9..48
+    assert later[40 - 9] == pytest.approx(0.0, abs=1e-12)  # update 40 is at the floor
+    with pytest.raises(ValueError, match="warmup_steps=10 must be below total_steps=5"):
+        sched.set_total_steps(5)
 
 
 def test_step_decay_matches_torch_steplr_after_warmup() -> None:
@@ -185,7 +230,7 @@ def test_load_state_dict_rejects_another_kind() -> None:
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"kind": "linear"}, "kind='linear'"),
+        ({"kind": "triangular"}, "kind='triangular'"),
         ({"warmup_steps": -1}, "warmup_steps=-1"),
         ({"d_model": 0}, "d_model=0"),
         ({"step_size": 0}, "step_size=0"),

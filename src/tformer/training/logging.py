@@ -140,6 +140,11 @@ class RunLogger:
         """One more update queued: move the progress bar."""
         self._bar.update(1)
 
+    def set_total(self, total_steps: int) -> None:
+        """The run's length became known (a budgeted run's plan): the bar's end moves there."""
+        self._bar.total = total_steps
+        self._bar.refresh()
+
     def show(self, **postfix: str) -> None:
         """Show `postfix` (the latest loss, lr, items/s) beside the progress bar until the next call."""
         self._bar.set_postfix(postfix, refresh=False)

@@ -1,4 +1,5 @@
-"""Learning-rate schedules: the paper's warmup + inverse-sqrt, warmup + cosine, step, exponential, plateau.
+"""Learning-rate schedules: the paper's warmup + inverse-sqrt, warmup + cosine or linear decay, step,
+exponential, plateau.
 
 Every formula is a pure function of s, the 1-based number of the optimizer update the rate is used for, so
 tests can check it against the paper. `Scheduler` applies one of them to an optimizer: after construction the
@@ -7,18 +8,21 @@ optimizer holds the rate for update 1, and each `.step()` (called after an updat
 All kinds but inverse_sqrt (whose formula has its own warmup and gives the absolute rate) scale the
 optimizer's own lr, ramped up linearly over `warmup_steps` updates: lr(s) = base_lr * s / warmup_steps for
 s <= warmup_steps. Step and exponential decay then count t = s - warmup_steps - 1, the updates done since
-warmup ended (torch's StepLR); cosine reaches its floor exactly at total_steps.
+warmup ended (torch's StepLR); cosine and linear decay reach their floor exactly at total_steps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-KINDS = ("constant", "inverse_sqrt", "cosine", "step", "exponential", "plateau")
+KINDS = ("constant", "inverse_sqrt", "cosine", "linear", "step", "exponential", "plateau")
+# kinds whose rate depends on total_steps: a wall-clock budget must fix it before their decay begins
+DECAYING_TO_TOTAL = ("cosine", "linear")
 PLATEAU_MODES = ("min", "max")
 
 
@@ -30,8 +34,8 @@ class ScheduleConfig:
     warmup_steps: int = 4000
     d_model: int = 512  # inverse_sqrt
     scale: float = 1.0  # inverse_sqrt: multiplies the paper's rate
-    total_steps: int = 100_000  # cosine: the rate reaches base_lr * min_lr_ratio here
-    min_lr_ratio: float = 0.0  # cosine end point; plateau floor
+    total_steps: int = 100_000  # cosine, linear: the rate reaches base_lr * min_lr_ratio here
+    min_lr_ratio: float = 0.0  # cosine and linear end point; plateau floor
     step_size: int = 1000  # step: updates between decays; exponential: updates per factor gamma
     gamma: float = 0.5  # step, exponential
     plateau_patience: int = 2  # evaluations without improvement before a reduction
@@ -57,10 +61,10 @@ class ScheduleConfig:
         for name, ok, valid in checks:
             if not ok:
                 raise ValueError(f"ScheduleConfig.{name}={getattr(self, name)!r}; it must be {valid}")
-        if self.kind == "cosine" and self.warmup_steps >= self.total_steps:
+        if self.kind in DECAYING_TO_TOTAL and self.warmup_steps >= self.total_steps:
             raise ValueError(
                 f"ScheduleConfig.warmup_steps={self.warmup_steps} must be below "
-                f"total_steps={self.total_steps} for the cosine schedule"
+                f"total_steps={self.total_steps} for the {self.kind} schedule"
             )
 
 
@@ -97,6 +101,16 @@ def cosine_lr(s: int, *, base_lr: float, warmup_steps: int, total_steps: int, mi
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def linear_lr(s: int, *, base_lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Linear warmup to base_lr, then a straight line down to base_lr * min_lr_ratio at total_steps, flat
+    after (BERT's and HF's "linear" schedule when min_lr_ratio is 0)."""
+    if s <= warmup_steps:
+        return base_lr * warmup_factor(s, warmup_steps)
+    progress = min(1.0, (s - warmup_steps) / (total_steps - warmup_steps))
+    min_lr = base_lr * min_lr_ratio
+    return base_lr - (base_lr - min_lr) * progress
+
+
 def step_lr(s: int, *, base_lr: float, step_size: int, gamma: float, warmup_steps: int = 0) -> float:
     """Linear warmup, then base_lr * gamma^(t // step_size) with t = s - warmup_steps - 1 (torch's StepLR)."""
     if s <= warmup_steps:
@@ -129,6 +143,12 @@ class Scheduler:
         self.num_reductions = 0
         self.best_metric: float | None = None
         self.bad_evals = 0
+        self._apply()
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Stretch or shrink a cosine or linear decay to end at `total_steps` (a wall-clock budget fixes it
+        after timing the first updates, while the rate is still warming up, so no rate already used changes)."""
+        self.config = dataclasses.replace(self.config, total_steps=total_steps)  # validates it too
         self._apply()
 
     @property
@@ -207,8 +227,9 @@ class Scheduler:
         cfg = self.config
         if cfg.kind == "inverse_sqrt":
             return inverse_sqrt_lr(s, d_model=cfg.d_model, warmup_steps=cfg.warmup_steps, scale=cfg.scale)
-        if cfg.kind == "cosine":
-            return cosine_lr(
+        decay_to_total = {"cosine": cosine_lr, "linear": linear_lr}.get(cfg.kind)
+        if decay_to_total is not None:
+            return decay_to_total(
                 s,
                 base_lr=base_lr,
                 warmup_steps=cfg.warmup_steps,

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import torch
 
 from tformer.training.guards import NONFINITE_POLICIES
-from tformer.training.schedules import ScheduleConfig
+from tformer.training.schedules import DECAYING_TO_TOTAL, ScheduleConfig
 
 _PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _METRIC_MODES = ("min", "max")
@@ -56,6 +56,11 @@ class TrainConfig:
     # "skip" the update and count it. Stop is the default: such a loss usually means divergence or bad data,
     # which silently skipping would hide; skip suits long runs with a few bad batches.
     nonfinite: str = "stop"
+    # Train for this many minutes of updates instead of a step count (training/budget.py): the first
+    # budget_calibration_steps updates are timed, the total is fixed from them and stored in the checkpoint,
+    # and a cosine or linear schedule's total_steps becomes that total. max_steps stays an upper bound.
+    budget_minutes: float | None = None
+    budget_calibration_steps: int = 50
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # YAML has no tuples
@@ -94,10 +99,34 @@ class TrainConfig:
             ("compile", isinstance(self.compile, bool) or self.compile == "auto", "true, false or 'auto'"),
             ("nonfinite", self.nonfinite in NONFINITE_POLICIES, f"one of {NONFINITE_POLICIES}"),
             ("device", isinstance(self.device, str), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+            (
+                "budget_minutes",
+                self.budget_minutes is None or _number_above(self.budget_minutes, 0),
+                "None or a finite number of minutes > 0",
+            ),
+            ("budget_calibration_steps", _int_at_least(self.budget_calibration_steps, 1), "an integer >= 1"),
         ]
         for name, ok, valid in checks:
             if not ok:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid: must be {valid}")
+        if self.budget_minutes is not None:
+            self._check_budget()
+
+    def _check_budget(self) -> None:
+        calibration, schedule = self.budget_calibration_steps, self.schedule
+        if self.max_steps <= calibration:
+            raise ValueError(
+                f"TrainConfig.max_steps={self.max_steps} must exceed budget_calibration_steps={calibration} "
+                f"when budget_minutes={self.budget_minutes} is set: with a budget, max_steps is only an upper "
+                "bound on the planned updates (raise it, or drop budget_minutes to train a fixed step count)"
+            )
+        if schedule.kind in DECAYING_TO_TOTAL and schedule.warmup_steps < calibration:
+            raise ValueError(
+                f"TrainConfig.budget_calibration_steps={calibration} exceeds schedule.warmup_steps="
+                f"{schedule.warmup_steps}: a {schedule.kind} decay depends on the planned total, so the plan "
+                f"must be fixed before warmup ends; set budget_calibration_steps <= {schedule.warmup_steps} "
+                "or raise warmup_steps"
+            )
 
 
 def resolve_auto_settings(config: TrainConfig, device: torch.device) -> TrainConfig:

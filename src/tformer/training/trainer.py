@@ -32,7 +32,7 @@ from torch import nn
 
 import tformer
 from tformer.seeding import capture_rng_state, restore_rng_state, seed_everything
-from tformer.training import guards
+from tformer.training import budget, guards
 from tformer.training.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from tformer.training.distributed import (
     DistributedContext,
@@ -55,7 +55,7 @@ from tformer.training.rotation import (
     prune_numbered,
 )
 from tformer.training.run_state import FitResult, RunState, fresh_progress
-from tformer.training.schedules import build_scheduler
+from tformer.training.schedules import DECAYING_TO_TOTAL, build_scheduler
 from tformer.training.task_protocol import Batch, TrainingTask, micro_batches
 from tformer.training.train_config import (  # TrainConfig is also imported from here by tasks and tests
     TrainConfig,
@@ -126,6 +126,9 @@ class Trainer:
         resumed = resume and last.exists()
         if resumed:
             ckpt = load_checkpoint(last)
+            planned = ckpt.progress.get("planned_steps")
+            if cfg.budget_minutes is not None and planned is not None:
+                scheduler.set_total_steps(planned)  # the plan the interrupted run fixed, not a new one
             restore_training_state(
                 ckpt,
                 model=model,
@@ -143,7 +146,7 @@ class Trainer:
             self.out_dir,
             enabled=ctx.is_main,
             start_step=progress["step"],
-            total_steps=cfg.max_steps,
+            total_steps=self._max_steps(progress),
             progress_bar=cfg.progress_bar,
         )
         if resumed:
@@ -184,10 +187,43 @@ class Trainer:
         )
         stop = self._patience_exhausted(progress)
         run.model.train()
-        while progress["step"] < cfg.max_steps and not stop:
+        while progress["step"] < self._max_steps(progress) and not stop:
             step = progress["step"] + 1
             with guards.explain_faults(step=step, out_dir=self.out_dir, context=lambda: self._where(run)):
                 stop = self._step(run, step, batches)
+        if cfg.budget_minutes is not None:
+            run.logger.info(budget.spending_summary(progress, budget_minutes=cfg.budget_minutes))
+
+    def _max_steps(self, progress: dict[str, Any]) -> int:
+        """The run's last update: a budgeted run's plan once fixed, else TrainConfig.max_steps."""
+        planned = progress["planned_steps"] if self.config.budget_minutes is not None else None
+        return self.config.max_steps if planned is None else planned
+
+    def _plan_budget(self, run: RunState, step: int) -> None:
+        """After the calibration updates (already read, so train_seconds holds their time): fix the run's
+        number of updates, end the schedule's decay there and record the plan (training/budget.py)."""
+        cfg, progress = self.config, run.progress
+        decays = cfg.schedule.kind in DECAYING_TO_TOTAL
+        plan = budget.plan_steps(
+            budget_seconds=cfg.budget_minutes * 60,
+            calibration_steps=step,
+            calibration_seconds=progress["train_seconds"],
+            max_steps=cfg.max_steps,
+            min_steps=max(step, cfg.schedule.warmup_steps + 1) if decays else step,
+        )
+        progress["planned_steps"] = plan.steps
+        if decays:
+            run.scheduler.set_total_steps(plan.steps)
+        run.logger.set_total(plan.steps)
+        run.logger.info(plan.describe())
+        self._record(
+            run,
+            {
+                "step": step,
+                "budget_planned_steps": plan.steps,
+                "budget_seconds_per_update": plan.seconds_per_update,
+            },
+        )
 
     def _step(self, run: RunState, step: int, batches: Iterator[tuple[int, int, Batch]]) -> bool:
         """One update, then its log line, evaluation and checkpoint when due; returns True when early stopping
@@ -201,13 +237,23 @@ class Trainer:
         run.pending.append(pending_update(step, lr, window, grad_norm))
         run.progress["step"] = step
         run.logger.advance()
-        evaluate = step % cfg.eval_every == 0 or step == cfg.max_steps  # the final model is always evaluated
-        save = step % cfg.checkpoint_every == 0 or step == cfg.max_steps
-        if step % cfg.log_every == 0 or evaluate or save:
+        plan = (
+            cfg.budget_minutes is not None
+            and run.progress["planned_steps"] is None
+            and step == cfg.budget_calibration_steps
+        )
+        last = self._max_steps(run.progress)
+        evaluate = step % cfg.eval_every == 0 or step == last  # the final model is always evaluated
+        save = step % cfg.checkpoint_every == 0 or step == last
+        if step % cfg.log_every == 0 or evaluate or save or plan:
             self._settle(run)
+        if plan:
+            self._plan_budget(run, step)
+        started = time.perf_counter()
         stop = self._evaluate(run, step) if evaluate else False
         if save or stop:
             self._save_periodic(run, step)
+        run.progress["eval_seconds"] += time.perf_counter() - started
         return stop
 
     def _accumulate(self, run: RunState, batches: Iterator[tuple[int, int, Batch]]) -> guards.Window:

@@ -1,0 +1,87 @@
+"""Training to a wall-clock budget (TrainConfig.budget_minutes): how many updates fit, decided once.
+
+A run that stops when the clock runs out would end at a random step with its learning rate still high, and
+could not be repeated. Instead the trainer times the first `budget_calibration_steps` updates, fixes the total
+number of updates from them (this module), stretches a cosine or linear decay to end exactly there, and stores
+the number in the checkpoint's progress, so that `--resume` continues the same schedule bit for bit. After the
+plan the run is as deterministic as one with a fixed max_steps; only the plan itself depends on the machine.
+
+The budget counts the time spent in updates (progress["train_seconds"]); periodic evaluations and checkpoint
+writes are timed apart (progress["eval_seconds"]) and come on top, so a recipe keeps them cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    steps: int  # the updates the run will make
+    budget_seconds: float
+    calibration_steps: int
+    calibration_seconds: float
+    affordable: int  # what the budget alone allows; steps differs when max_steps or the schedule bound it
+    max_steps: int
+
+    @property
+    def seconds_per_update(self) -> float:
+        return self.calibration_seconds / self.calibration_steps
+
+    def describe(self) -> str:
+        text = (
+            f"budget {self.budget_seconds / 60:g} min: the first {self.calibration_steps} updates took "
+            f"{self.calibration_seconds:.1f} s ({self.seconds_per_update:.3f} s each), so the run makes "
+            f"{self.steps:,} updates"
+        )
+        if self.steps < self.affordable:
+            text += (
+                f" (capped by train.max_steps={self.max_steps:,}; the budget would allow {self.affordable:,})"
+            )
+        elif self.steps > self.affordable:
+            text += (
+                f" (the budget allows only {self.affordable:,}, fewer than the calibration and warmup need: "
+                "the run will overspend it)"
+            )
+        return text + "; the learning-rate schedule ends there"
+
+
+def plan_steps(
+    *,
+    budget_seconds: float,
+    calibration_steps: int,
+    calibration_seconds: float,
+    max_steps: int,
+    min_steps: int,
+) -> BudgetPlan:
+    """The number of updates that fill `budget_seconds` at the calibrated pace, within [min_steps, max_steps].
+
+    min_steps is what the run needs regardless (the calibration updates done, and a decay that ends after
+    warmup); max_steps (TrainConfig.max_steps) is an upper bound the user set.
+    """
+    if calibration_steps < 1 or not calibration_seconds > 0 or not math.isfinite(calibration_seconds):
+        raise ValueError(
+            f"cannot plan a budget from {calibration_steps} updates timed at {calibration_seconds!r} s: "
+            "need at least one update and a positive, finite time"
+        )
+    affordable = int(budget_seconds / (calibration_seconds / calibration_steps))
+    steps = max(min(affordable, max_steps), min_steps)
+    return BudgetPlan(
+        steps=steps,
+        budget_seconds=budget_seconds,
+        calibration_steps=calibration_steps,
+        calibration_seconds=calibration_seconds,
+        affordable=affordable,
+        max_steps=max_steps,
+    )
+
+
+def spending_summary(progress: dict, *, budget_minutes: float) -> str:
+    """One line on how a budgeted run spent its time (for the log and `reproduce`)."""
+    train, evals = progress["train_seconds"], progress.get("eval_seconds", 0.0)
+    return (
+        f"budget {budget_minutes:g} min: {progress['step']:,} updates in {train / 60:.1f} min "
+        f"({100 * train / (budget_minutes * 60):.0f}% of the budget), evaluations and checkpoints "
+        f"{evals / 60:.1f} min on top"
+    )
