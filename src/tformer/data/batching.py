@@ -19,6 +19,12 @@ class Seq2SeqBatch:
     src_ids Long[B,S] (source + EOS), src_mask Bool[B,S]; tgt_in Long[B,T] = BOS + target (decoder input),
     tgt_out Long[B,T] = target + EOS (what the decoder must predict), tgt_mask Bool[B,T] marks the real
     positions of both (they have the same length per row).
+
+    tgt_positions Long[N] lists the same N real positions as flat row-major indices into the B*T positions
+    (`tgt_mask.flatten().nonzero()`), so the model can compute its output layer at those rows only. It is
+    derived here, on the host where batches are built, because N depends on the data: finding it on a GPU
+    (nonzero, boolean indexing) would make the host wait for the device at every step, while index_select
+    with these indices does not.
     """
 
     src_ids: torch.Tensor
@@ -26,6 +32,7 @@ class Seq2SeqBatch:
     tgt_in: torch.Tensor
     tgt_out: torch.Tensor
     tgt_mask: torch.Tensor
+    tgt_positions: torch.Tensor | None = None  # derived from tgt_mask when not given; never None after init
 
     def __post_init__(self) -> None:
         for name, dtype in (("src_ids", torch.long), ("tgt_in", torch.long), ("tgt_out", torch.long)):
@@ -42,6 +49,9 @@ class Seq2SeqBatch:
                 raise ValueError(f"{name} shape {shape} != tgt_in {tuple(self.tgt_in.shape)}")
         if self.tgt_in.shape[0] != self.src_ids.shape[0]:
             raise ValueError(f"batch sizes differ: src {self.src_ids.shape[0]} vs tgt {self.tgt_in.shape[0]}")
+        if self.tgt_positions is None:
+            self.tgt_positions = self.tgt_mask.flatten().nonzero().squeeze(1)  # [B*T] -> [N]
+        _check_positions(self.tgt_positions, self.tgt_mask)
 
     def __len__(self) -> int:
         return self.src_ids.shape[0]
@@ -171,6 +181,22 @@ def _check_tensor(value: object, *, name: str, dtype: torch.dtype) -> None:
     if not isinstance(value, torch.Tensor) or value.dtype != dtype or value.dim() != 2:
         got = f"{value.dtype} tensor of dim {value.dim()}" if isinstance(value, torch.Tensor) else type(value)
         raise TypeError(f"{name} must be a 2-d {dtype} tensor [B, L], got {got}")
+
+
+def _check_positions(positions: object, mask: torch.Tensor) -> None:
+    # Only metadata is checked: comparing the values with the mask would read them back from a GPU.
+    if not isinstance(positions, torch.Tensor) or positions.dtype != torch.long or positions.dim() != 1:
+        got = (
+            f"{positions.dtype} tensor of dim {positions.dim()}"
+            if isinstance(positions, torch.Tensor)
+            else type(positions)
+        )
+        raise TypeError(f"tgt_positions must be a 1-d torch.int64 tensor [N], got {got}")
+    if positions.numel() > mask.numel() or positions.device != mask.device:
+        raise ValueError(
+            f"tgt_positions ({positions.numel()} indices on {positions.device}) must index the "
+            f"{mask.numel()} target positions of tgt_mask (on {mask.device})"
+        )
 
 
 def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:

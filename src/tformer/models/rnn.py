@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from tformer.models.outputs import DecoderOutput, EncoderOutput, LMOutput, Seq2SeqOutput
+from tformer.models.outputs import DecoderOutput, EncoderOutput, LMOutput, Seq2SeqOutput, select_positions
 from tformer.nn.dropout import Dropout
 from tformer.nn.masks import padding_mask
 
@@ -199,6 +199,22 @@ class LSTMAttentionSeq2Seq(nn.Module):
 
         One step per target position; with a cache the state continues from it and is written back.
         """
+        features, attention = self._decoder_features(
+            tgt_ids, memory=memory, memory_mask=memory_mask, cache=cache, need_weights=need_weights
+        )
+        return DecoderOutput(logits=self._deep_output(features), cache=cache, cross_attention=attention)
+
+    def _decoder_features(
+        self,
+        tgt_ids: Tensor,
+        *,
+        memory: Tensor,
+        memory_mask: Tensor,
+        cache: LSTMCache | None,
+        need_weights: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The recurrence: deep-output inputs [h_t; context_t; embed(y_{t-1})] [B, T, 2H + E] and, with
+        need_weights, the attention weights [B, T, S]."""
         if tgt_ids.dim() != 2 or tgt_ids.size(1) < 1:
             raise ValueError(f"tgt_ids must be Long[B, T] with T >= 1, got shape {tuple(tgt_ids.shape)}")
         if cache is None or cache.hidden is None:
@@ -218,22 +234,40 @@ class LSTMAttentionSeq2Seq(nn.Module):
                 x = hs[i]
             features.append(torch.cat([x, context, embedded[:, t]], dim=-1))  # [B, 2H + E]
             weights.append(w)
-        readout = self.readout(torch.stack(features, dim=1))  # [B, T, 2E]
-        readout = readout.view(*readout.shape[:-1], -1, 2).amax(dim=-1)  # maxout: [B, T, E, 2] -> [B, T, E]
-        logits = self.output_projection(self.dropout(readout))  # [B, T, V]
         if cache is not None:
             cache.memory_keys = keys
             cache.update((torch.stack(hs), torch.stack(cs)), tgt_ids.size(1))
         attention = torch.stack(weights, dim=1) if need_weights else None  # [B, T, S]
-        return DecoderOutput(logits=logits, cache=cache, cross_attention=attention)
+        return torch.stack(features, dim=1), attention  # features [B, T, 2H + E]
+
+    def _deep_output(self, features: Tensor) -> Tensor:
+        """[..., 2H + E] -> logits [..., V]: position-wise, so it runs on [B, T, .] and on selected [N, .]."""
+        readout = self.readout(features)  # [..., 2E]
+        readout = readout.view(*readout.shape[:-1], -1, 2).amax(dim=-1)  # maxout: [..., E, 2] -> [..., E]
+        return self.output_projection(self.dropout(readout))  # [..., V]
 
     def forward(
-        self, src_ids: Tensor, tgt_ids: Tensor, *, src_mask: Tensor | None = None, need_weights: bool = False
+        self,
+        src_ids: Tensor,
+        tgt_ids: Tensor,
+        *,
+        src_mask: Tensor | None = None,
+        tgt_positions: Tensor | None = None,
+        need_weights: bool = False,
     ) -> Seq2SeqOutput:
-        """Teacher forcing: logits [B, T, V] for every target position."""
+        """Teacher forcing: logits [B, T, V] for every target position.
+
+        With tgt_positions Long[N] (flat row-major indices into the B*T target positions, the batch's field of
+        that name) the logits are [N, V], one row per listed position: the deep output layer and the output
+        projection skip padding. Cross attention stays [B, T, S].
+        """
         enc = self.encode(src_ids, src_mask)
-        dec = self.decode(tgt_ids, memory=enc.memory, memory_mask=enc.memory_mask, need_weights=need_weights)
-        return Seq2SeqOutput(logits=dec.logits, encoder=enc, cross_attention=dec.cross_attention)
+        features, attention = self._decoder_features(
+            tgt_ids, memory=enc.memory, memory_mask=enc.memory_mask, cache=None, need_weights=need_weights
+        )
+        if tgt_positions is not None:
+            features = select_positions(features, tgt_positions)  # [B, T, 2H + E] -> [N, 2H + E]
+        return Seq2SeqOutput(logits=self._deep_output(features), encoder=enc, cross_attention=attention)
 
     def new_cache(self, *, max_length: int | None = None) -> LSTMCache:
         """A fresh cache; max_length is accepted for the protocol and ignored (the state has a fixed size)."""

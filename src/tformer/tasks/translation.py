@@ -113,11 +113,20 @@ class TranslationTask:
             yield self._make_batch(self._train, indices)
 
     def loss(self, model: nn.Module, batch: Seq2SeqBatch, *, smoothing: float | None = None) -> LossOutput:
+        """Summed (label-smoothed) cross-entropy over the real target tokens.
+
+        The model computes logits at batch.tgt_positions only ([N, V], not [B, T, V]): the output layer is the
+        largest matmul of a step and a bucketed batch is still partly padding. Padding would add exactly 0
+        to the sum, so the result is the same as over [B, T, V] with ignore_index.
+        """
         smoothing = self.config.data.label_smoothing if smoothing is None else smoothing
-        logits = model(batch.src_ids, batch.tgt_in, src_mask=batch.src_mask).logits
+        logits = model(
+            batch.src_ids, batch.tgt_in, src_mask=batch.src_mask, tgt_positions=batch.tgt_positions
+        ).logits  # [N, V]
+        targets = batch.tgt_out.flatten().index_select(0, batch.tgt_positions)  # [B, T] -> [N]
         loss_sum = label_smoothed_cross_entropy(
             logits,
-            batch.tgt_out,
+            targets,
             smoothing=smoothing,
             ignore_index=self.tokenizers.target.pad_id,
             reduction="sum",
