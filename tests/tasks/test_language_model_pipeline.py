@@ -136,6 +136,7 @@ def test_reproduce_scores_the_best_checkpoint_on_the_rows_split(tmp_path, capsys
         "--data.block_size=32",
         "--data.batch_size=4",
         "--data.limit_tokens=5000",
+        "--train.budget_minutes=null",
         "--train.max_steps=3",
         "--train.schedule.total_steps=3",
         "--train.schedule.warmup_steps=1",
@@ -146,7 +147,8 @@ def test_reproduce_scores_the_best_checkpoint_on_the_rows_split(tmp_path, capsys
     args = ["reproduce", "shakespeare_char", "--device", "cpu", f"--out_dir={tmp_path}", *toy]
     assert main(args) == 1  # a 3-step toy model does not reach the target, and says so
     out = capsys.readouterr().out
-    assert "loss:" in out and "target <= 1.45" in out and "NOT reached" in out and "1.4697" in out
+    assert "recipe: cpu (shakespeare_char_cpu" in out
+    assert "loss:" in out and "target <= 1.6" in out and "NOT reached" in out and "1.4697" in out
     assert "4999 tokens" in out and "best.safetensors" in out
 
 

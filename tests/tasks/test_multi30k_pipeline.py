@@ -60,6 +60,7 @@ def test_reproduce_trains_averages_and_compares(tmp_path, capsys):
         "--device",
         "cpu",
         f"--out_dir={tmp_path}",
+        "--train.budget_minutes=null",  # the CPU recipe's 60 minutes become 4 steps
         "--train.max_steps=4",
         "--train.checkpoint_every=2",
         "--train.eval_every=2",
@@ -67,7 +68,9 @@ def test_reproduce_trains_averages_and_compares(tmp_path, capsys):
     ]
     assert main(args) == 1  # a 4-step toy model does not reach the target, and says so
     out = capsys.readouterr().out
-    assert "target >= 40.0" in out and "NOT reached" in out and "36.52" in out
+    assert "recipe: cpu (multi30k_de_en_cpu" in out
+    assert "target >= 37.0" in out and "NOT reached" in out and "36.52" in out
+    assert "4 updates in" in out and "averaging and final evaluation" in out
     assert (tmp_path / "averaged.safetensors").is_file()
 
 

@@ -46,6 +46,17 @@ def test_plan_fills_the_budget_at_the_calibrated_pace() -> None:
         budget_seconds=600, calibration_steps=50, calibration_seconds=20.0, max_steps=10**6, min_steps=50
     )
     assert plan.steps == 1500 and plan.seconds_per_update == pytest.approx(0.4)  # 600 s / 0.4 s
+    # 10 slow first updates took 12 s: the other 588 s at 0.4 s an update are 1470 more
+    warm = plan_steps(
+        budget_seconds=600,
+        calibration_steps=40,
+        calibration_seconds=16.0,
+        max_steps=10**6,
+        min_steps=50,
+        untimed_steps=10,
+        untimed_seconds=12.0,
+    )
+    assert warm.steps == 1480
     capped = plan_steps(
         budget_seconds=600, calibration_steps=50, calibration_seconds=20.0, max_steps=900, min_steps=50
     )

@@ -1,8 +1,8 @@
 """Training to a wall-clock budget (TrainConfig.budget_minutes): how many updates fit, decided once.
 
 A run that stops when the clock runs out would end at a random step with its learning rate still high, and
-could not be repeated. Instead the trainer times the first `budget_calibration_steps` updates, fixes the total
-number of updates from them (this module), stretches a cosine or linear decay to end exactly there, and stores
+could not be repeated. Instead the trainer times the first `budget_calibration_steps` updates (all but their
+first fifth, slower while allocators and caches warm up), fixes the total number of updates from them (this module), stretches a cosine or linear decay to end exactly there, and stores
 the number in the checkpoint's progress, so that `--resume` continues the same schedule bit for bit. After the
 plan the run is as deterministic as one with a fixed max_steps; only the plan itself depends on the machine.
 
@@ -31,7 +31,7 @@ class BudgetPlan:
 
     def describe(self) -> str:
         text = (
-            f"budget {self.budget_seconds / 60:g} min: the first {self.calibration_steps} updates took "
+            f"budget {self.budget_seconds / 60:g} min: {self.calibration_steps} timed updates took "
             f"{self.calibration_seconds:.1f} s ({self.seconds_per_update:.3f} s each), so the run makes "
             f"{self.steps:,} updates"
         )
@@ -47,6 +47,12 @@ class BudgetPlan:
         return text + "; the learning-rate schedule ends there"
 
 
+def pace_from(calibration_steps: int) -> int:
+    """The update after which the calibration window is timed: the first fifth of it is left out, because the
+    first updates of a process are slower (allocator and cache warm-up) than the run's pace."""
+    return calibration_steps // 5
+
+
 def plan_steps(
     *,
     budget_seconds: float,
@@ -54,8 +60,12 @@ def plan_steps(
     calibration_seconds: float,
     max_steps: int,
     min_steps: int,
+    untimed_steps: int = 0,
+    untimed_seconds: float = 0.0,
 ) -> BudgetPlan:
-    """The number of updates that fill `budget_seconds` at the calibrated pace, within [min_steps, max_steps].
+    """The number of updates that fill `budget_seconds`, within [min_steps, max_steps]: the `untimed_steps`
+    first updates (which took `untimed_seconds`), then as many as fit in the rest of the budget at the pace of
+    the `calibration_steps` updates that followed them.
 
     min_steps is what the run needs regardless (the calibration updates done, and a decay that ends after
     warmup); max_steps (TrainConfig.max_steps) is an upper bound the user set.
@@ -65,7 +75,8 @@ def plan_steps(
             f"cannot plan a budget from {calibration_steps} updates timed at {calibration_seconds!r} s: "
             "need at least one update and a positive, finite time"
         )
-    affordable = int(budget_seconds / (calibration_seconds / calibration_steps))
+    pace = calibration_seconds / calibration_steps
+    affordable = untimed_steps + max(0, int((budget_seconds - untimed_seconds) / pace))
     steps = max(min(affordable, max_steps), min_steps)
     return BudgetPlan(
         steps=steps,

@@ -20,6 +20,8 @@ class FitResult:
     best_metric: float | None
     best_step: int | None
     history: list[dict[str, Any]]  # the records logged by this fit() call (train and eval)
+    # the final progress: steps, epoch, train_seconds, eval_seconds, planned_steps of a budgeted run
+    progress: dict[str, Any] = field(default_factory=dict)
 
 
 def fresh_progress() -> dict[str, Any]:
@@ -34,7 +36,8 @@ def fresh_progress() -> dict[str, Any]:
         "skipped_steps": 0,  # updates dropped for a non-finite loss or gradient (TrainConfig.nonfinite="skip")
         "train_seconds": 0.0,  # wall time in training updates (not evaluation or checkpoints), over resumes
         "eval_seconds": 0.0,  # wall time in periodic evaluations and checkpoint writes, over resumes
-        "planned_steps": None,  # the updates a budgeted run fixed after timing its first ones (training/budget.py)
+        "planned_steps": None,
+        "budget_mark_seconds": 0.0,  # train_seconds when a budgeted run's timed calibration window began  # the updates a budgeted run fixed after timing its first ones (training/budget.py)
     }
 
 

@@ -108,7 +108,9 @@ class Trainer:
             finally:
                 run.logger.close()
             progress = run.progress
-            return FitResult(progress["step"], progress["best_metric"], progress["best_step"], run.history)
+            return FitResult(
+                progress["step"], progress["best_metric"], progress["best_step"], run.history, dict(progress)
+            )
         finally:
             cleanup(ctx)
 
@@ -204,10 +206,13 @@ class Trainer:
         number of updates, end the schedule's decay there and record the plan (training/budget.py)."""
         cfg, progress = self.config, run.progress
         decays = cfg.schedule.kind in DECAYING_TO_TOTAL
+        untimed = budget.pace_from(step)  # the updates before it warm caches and allocators: not timed
         plan = budget.plan_steps(
             budget_seconds=cfg.budget_minutes * 60,
-            calibration_steps=step,
-            calibration_seconds=progress["train_seconds"],
+            calibration_steps=step - untimed,
+            calibration_seconds=progress["train_seconds"] - progress["budget_mark_seconds"],
+            untimed_steps=untimed,
+            untimed_seconds=progress["budget_mark_seconds"],
             max_steps=cfg.max_steps,
             min_steps=max(step, cfg.schedule.warmup_steps + 1) if decays else step,
         )
@@ -237,16 +242,16 @@ class Trainer:
         run.pending.append(pending_update(step, lr, window, grad_norm))
         run.progress["step"] = step
         run.logger.advance()
-        plan = (
-            cfg.budget_minutes is not None
-            and run.progress["planned_steps"] is None
-            and step == cfg.budget_calibration_steps
-        )
+        planning = cfg.budget_minutes is not None and run.progress["planned_steps"] is None
+        mark = planning and step == budget.pace_from(cfg.budget_calibration_steps)
+        plan = planning and step == cfg.budget_calibration_steps
         last = self._max_steps(run.progress)
         evaluate = step % cfg.eval_every == 0 or step == last  # the final model is always evaluated
         save = step % cfg.checkpoint_every == 0 or step == last
-        if step % cfg.log_every == 0 or evaluate or save or plan:
+        if step % cfg.log_every == 0 or evaluate or save or mark or plan:
             self._settle(run)
+        if mark:
+            run.progress["budget_mark_seconds"] = run.progress["train_seconds"]
         if plan:
             self._plan_budget(run, step)
         started = time.perf_counter()
