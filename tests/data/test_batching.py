@@ -78,7 +78,7 @@ def test_to_moves_every_field() -> None:
     batch = make_seq2seq_batch([[5, 6]], [[7, 8]], pad_id=PAD, bos_id=BOS, eos_id=EOS)
     moved = batch.to("meta")  # a real device change that works without an accelerator
     assert isinstance(moved, Seq2SeqBatch)
-    for name in ("src_ids", "src_mask", "tgt_in", "tgt_out", "tgt_mask"):
+    for name in ("src_ids", "src_mask", "tgt_in", "tgt_out", "tgt_mask", "tgt_positions"):
         assert getattr(moved, name).device.type == "meta"
         assert getattr(moved, name).shape == getattr(batch, name).shape
     same = batch.to("cpu")

@@ -184,3 +184,14 @@ def test_bad_streams_and_sizes_are_rejected() -> None:
         next(stream.sequential_batches(batch_size=2, block_size=4, stride=0))
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         next(stream.sequential_batches(batch_size=0, block_size=4))
+
+
+def test_training_windows_are_packed_every_position_is_a_scored_real_token() -> None:
+    # A stream of real tokens only (ids >= 4, no padding): every training window is a slice of it, so nothing in a
+    # batch is padding and every target is scored, whatever the line lengths (the windows cross line ends).
+    lines = ["a b c", "", "d e f g h", "i"] * 40
+    tokenizer = train_word_tokenizer(lines)
+    stream = TextStream(encode_lines(tokenizer, lines))
+    for batch in stream.random_batches(**_random_kwargs(block_size=16, batch_size=8, n_batches=20)):
+        assert int(batch.n_targets) == batch.targets.numel()
+        assert bool((batch.input_ids != tokenizer.pad_id).all())

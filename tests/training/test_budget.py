@@ -18,9 +18,11 @@ from tformer.training.trainer import Trainer
 
 from .toy_task import ToyBatch, ToyModel, ToyTask, toy_config
 
-# 4 ms of sleep per update, 0.25 s of budget: a plan of roughly 40-60 updates on any machine
+# 20 ms of sleep per update (the toy step itself takes about 1 ms) and 1 s of budget: a plan of about 50
+# updates, and still over 30 on a machine loaded enough to triple the step's own time
 SCHEDULE = ScheduleConfig(kind="cosine", warmup_steps=8, total_steps=100_000, min_lr_ratio=0.1)
-BUDGET = {"budget_minutes": 0.25 / 60, "budget_calibration_steps": 6, "max_steps": 10_000}
+DELAY_S = 0.02
+BUDGET = {"budget_minutes": 1.0 / 60, "budget_calibration_steps": 6, "max_steps": 10_000}
 
 
 def _model() -> ToyModel:
@@ -70,7 +72,7 @@ def test_plan_fills_the_budget_at_the_calibrated_pace() -> None:
 
 
 def test_budgeted_run_ends_fully_decayed_and_equals_a_fixed_run_of_its_planned_length(tmp_path: Path) -> None:
-    budgeted = _fit(tmp_path / "budget", ToyTask(delay_s=0.004), **BUDGET)
+    budgeted = _fit(tmp_path / "budget", ToyTask(delay_s=DELAY_S), **BUDGET)
     progress = load_checkpoint(tmp_path / "budget" / "last.safetensors").progress
     planned = progress["planned_steps"]
     assert planned is not None and planned > SCHEDULE.warmup_steps + 5
@@ -106,7 +108,7 @@ class CrashingTask(ToyTask):
 def test_resume_keeps_the_plan_and_is_bit_exact(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _fit(out, CrashingTask(crash_at_call=25, delay_s=0.004), checkpoint_every=5, **BUDGET)
+        _fit(out, CrashingTask(crash_at_call=25, delay_s=DELAY_S), checkpoint_every=5, **BUDGET)
     progress = load_checkpoint(out / "last.safetensors").progress
     planned = progress["planned_steps"]
     assert progress["step"] == 20 and planned is not None and planned > 25
@@ -147,5 +149,7 @@ def test_a_budget_that_cannot_be_honoured_is_rejected(overrides: dict, message: 
 
 
 def test_a_constant_schedule_needs_no_warmup_for_its_plan(tmp_path: Path) -> None:
-    _fit(tmp_path, ToyTask(delay_s=0.002), schedule=ScheduleConfig(kind="constant", warmup_steps=0), **BUDGET)
+    _fit(
+        tmp_path, ToyTask(delay_s=DELAY_S), schedule=ScheduleConfig(kind="constant", warmup_steps=0), **BUDGET
+    )
     assert load_checkpoint(tmp_path / "last.safetensors").progress["planned_steps"] is not None

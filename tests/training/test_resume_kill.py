@@ -172,8 +172,10 @@ def _assert_same(a: Any, b: Any, where: str) -> None:
 def _assert_same_checkpoint(expected: Checkpoint, actual: Checkpoint) -> None:
     for part in ("model_state", "optimizer_state", "scheduler_state", "rng_state", "run_config"):
         _assert_same(getattr(expected, part), getattr(actual, part), part)
-    # train_seconds is measured wall time (like the throughput _logged leaves out): kept, never bit-identical
-    untimed = [{k: v for k, v in c.progress.items() if k != "train_seconds"} for c in (expected, actual)]
+    # train_seconds, eval_seconds and a budget's time mark are measured wall time (like the throughput _logged
+    # leaves out): kept, never bit-identical
+    timed = ("train_seconds", "eval_seconds", "budget_mark_seconds")
+    untimed = [{k: v for k, v in c.progress.items() if k not in timed} for c in (expected, actual)]
     _assert_same(*untimed, "progress")
     assert actual.progress["train_seconds"] > 0, "progress/train_seconds"
 

@@ -3,6 +3,12 @@
 Training draws windows at random offsets (nanoGPT's `get_batch`); evaluation walks the stream so that every
 token after the first is scored exactly once, with non-overlapping or sliding windows (HF "perplexity of
 fixed-length models"). Shapes: B batch, T block size (window length), N stream length.
+
+Training windows are packed by construction: each is a slice of the stream, so no position is padding and every
+target is scored. They do cross line and article ends. Tiny Shakespeare marks no documents. WikiText-2 marks its
+articles only by "= Title =" heading lines, and the word-level protocol that its published perplexities use
+(pytorch/examples, AWD-LSTM) scores one continuous stream across them, so tformer keeps the stream whole to stay
+comparable.
 """
 
 from __future__ import annotations

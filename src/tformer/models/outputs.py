@@ -30,7 +30,7 @@ class DecoderOutput:
 
 @dataclass
 class Seq2SeqOutput:
-    logits: Tensor  # [B, T, V]; [N, V] when forward() got tgt_positions (row i = flat position i of them)
+    logits: Tensor  # [B, T, V]; [N, V] with forward(tgt_positions=...), row i at tgt_positions[i]
     encoder: EncoderOutput
     cross_attention: Tensor | None = None  # [B, T, S]
 
