@@ -15,7 +15,7 @@ what still differs) under the same thread setting and puts it in the next row.
 Getting nanoGPT (any checkout works; nothing in it is modified):
 
     git clone https://github.com/karpathy/nanoGPT /tmp/nanoGPT
-    # or, from a bare mirror (e.g. the one the `fetch` tool gives, /work/.mirror/karpathy+nanoGPT/repo):
+    # or, from a bare mirror (e.g. the one the `fetch` tool gives):
     mkdir -p /tmp/nanoGPT && git --git-dir=<bare dir> archive HEAD | tar -x -C /tmp/nanoGPT
     # (`git --git-dir=<bare dir> worktree add /tmp/nanoGPT HEAD` also works, but writes into the mirror)
 
