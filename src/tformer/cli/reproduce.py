@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     reached = row.reached(value, recipe)
     size = f"{m['n']} sentences, beam {m['beam_size']}" if "n" in m else f"{int(m['tokens'])} tokens"
     print(f"{row.what} ({size}, checkpoint {done.checkpoint})")
+    if done.averaged_steps:
+        print(f"  averaged checkpoints: steps {', '.join(map(str, done.averaged_steps))}")
     print(f"  recipe: {done.machine} ({recipe.preset}: {recipe.budget})")
     if reached is None:
         print(f"  {row.metric}: {value:.4g}   no target: reported")

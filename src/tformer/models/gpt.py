@@ -5,6 +5,7 @@ V vocabulary.
 
     ids --Embedding (unscaled) + positions--> dropout --> Encoder(N x pre-norm [causal self-attn, FFN])
         --> final LayerNorm --> Linear(D, V) (the token embedding, tied) --> logits
+                            (or an adaptive softmax's log-probabilities, for large word vocabularies)
 
 A GPT block is an encoder block under a causal mask, so the stack is `nn.stacks.Encoder` called with
 causal=True. Generation passes a KV cache and feeds one new token per step.
@@ -25,6 +26,7 @@ from tformer.nn.attention import check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
 from tformer.nn.dropout import Dropout
 from tformer.nn.feedforward import FeedForward, FeedForwardKind
+from tformer.nn.heads import check_adaptive_config, language_model_head
 from tformer.nn.kv_cache import KVCache
 from tformer.nn.positional import PositionalKind, RotaryEmbedding, make_positions
 from tformer.nn.stacks import Encoder
@@ -46,6 +48,10 @@ class GPTConfig:
     positional: PositionalKind = PositionalKind.LEARNED
     tie_embeddings: bool = True  # the output layer reuses the token embedding (GPT-2 does)
     bias: bool = True  # biases in the Linear and LayerNorm layers (GPT-2: True; nanoGPT's option: False)
+    # () = one softmax over the vocabulary; e.g. (2000, 10000) = an adaptive softmax with those frequency bands
+    # (nn.heads.AdaptiveSoftmaxHead), for word vocabularies whose output layer dominates a step on a CPU
+    adaptive_softmax_cutoffs: tuple[int, ...] = ()
+    adaptive_softmax_div: float = 4.0  # each tail band's projection is this many times narrower than the last
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "d_model", "n_heads", "n_layers", "d_ff"):
@@ -54,6 +60,9 @@ class GPTConfig:
         check_heads(self.d_model, self.n_heads, self.n_kv_heads)
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout} / {self.attention_dropout}")
+        check_adaptive_config(
+            self.adaptive_softmax_cutoffs, self.vocab_size, tie_embeddings=self.tie_embeddings
+        )
 
     @property
     def block(self) -> BlockConfig:
@@ -105,7 +114,13 @@ class GPT(nn.Module):
         self.dropout = Dropout(c.dropout)
         rotary = RotaryEmbedding(c.d_model // c.n_heads) if c.positional is PositionalKind.ROTARY else None
         self.blocks = Encoder(c.block, c.n_layers, rotary=rotary)  # pre-norm: ends in the final LayerNorm
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.lm_head = language_model_head(
+            c.d_model,
+            c.vocab_size,
+            bias=False,
+            cutoffs=c.adaptive_softmax_cutoffs,
+            div_value=c.adaptive_softmax_div,
+        )
         self._init_weights()
         if c.tie_embeddings:  # one matrix maps ids to vectors and back; saves V x D parameters
             self.lm_head.weight = self.token_embedding.weight

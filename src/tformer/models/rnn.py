@@ -25,6 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tformer.models.outputs import DecoderOutput, EncoderOutput, LMOutput, Seq2SeqOutput, select_positions
 from tformer.nn.dropout import Dropout
+from tformer.nn.heads import check_adaptive_config, language_model_head
 from tformer.nn.masks import padding_mask
 
 _INIT_RANGE = 0.1  # uniform(-0.1, 0.1) for every seq2seq parameter, as Luong et al. 2015 and OpenNMT-py do
@@ -286,9 +287,14 @@ class LSTMLMConfig:
         True  # output layer = token embedding (Press & Wolf 2017); needs d_embed == d_hidden
     )
     context_length: int = 1_000_000  # no positional limit; CausalLMState rebuilds the state only past this
+    adaptive_softmax_cutoffs: tuple[int, ...] = ()  # as GPTConfig's: () = one softmax over the vocabulary
+    adaptive_softmax_div: float = 4.0
 
     def __post_init__(self) -> None:
         _check_sizes(self, ("vocab_size", "d_embed", "d_hidden", "n_layers", "context_length"))
+        check_adaptive_config(
+            self.adaptive_softmax_cutoffs, self.vocab_size, tie_embeddings=self.tie_embeddings
+        )
         if self.tie_embeddings and self.d_embed != self.d_hidden:
             raise ValueError(
                 f"tie_embeddings needs d_embed == d_hidden, got d_embed={self.d_embed}, "
@@ -311,7 +317,13 @@ class LSTMLanguageModel(nn.Module):
             dropout=c.dropout if c.n_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.lm_head = nn.Linear(c.d_hidden, c.vocab_size)
+        self.lm_head = language_model_head(
+            c.d_hidden,
+            c.vocab_size,
+            bias=True,
+            cutoffs=c.adaptive_softmax_cutoffs,
+            div_value=c.adaptive_softmax_div,
+        )
         for param in self.parameters():
             nn.init.uniform_(param, -_LM_INIT_RANGE, _LM_INIT_RANGE)
         if c.tie_embeddings:  # one matrix maps ids to vectors and back; saves V x H parameters

@@ -1,7 +1,8 @@
-"""Output heads. Shape legend: B batch, T length, D model width.
+"""Output heads. Shape legend: B batch, T length, D model width, V vocabulary.
 
-The language-model head is a plain bias-free `nn.Linear(D, V)` owned by each model, which ties it to the token
-embedding where asked (`head.weight = embedding.weight`), so it needs no class here.
+The language-model head is a plain `nn.Linear(D, V)` owned by each model, which ties it to the token embedding
+where asked (`head.weight = embedding.weight`), or, for large word vocabularies, an adaptive softmax
+(`AdaptiveSoftmaxHead`); `language_model_head` picks one from the config.
 """
 
 from __future__ import annotations
@@ -32,3 +33,57 @@ class AttentionPooling(nn.Module):
         if mask is not None:  # a row without real tokens pools to zeros, not NaN (as in attention)
             weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
         return (weights.unsqueeze(-1) * x).sum(dim=1), weights
+
+
+class AdaptiveSoftmaxHead(nn.Module):
+    """The adaptive softmax of Grave et al. (2017), "Efficient softmax approximation for GPUs", returning the
+    full log-probabilities [..., V], so every consumer of logits (losses, beam search, sampling) works unchanged:
+    log_softmax of normalised log-probabilities is the identity, so the loss is exactly -log p(target).
+
+    The vocabulary is cut into frequency bands at `cutoffs`: the head is a Linear(D, cutoffs[0] + n_tails)
+    over the frequent words plus one entry per tail band, and tail band i scores its words from a projection
+    of width D / div**(i+1), so rare words cost far fewer multiply-adds than a full Linear(D, V). That only
+    helps when token ids are ordered by frequency (tformer's word tokenizer orders them so). The parameters
+    and the arithmetic are torch.nn.AdaptiveLogSoftmaxWithLoss's; this wrapper gives it the head interface.
+    """
+
+    def __init__(self, d_model: int, vocab_size: int, cutoffs: tuple[int, ...], div_value: float) -> None:
+        super().__init__()
+        check_adaptive_cutoffs(cutoffs, vocab_size)
+        self.vocab_size = vocab_size
+        self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(d_model, vocab_size, list(cutoffs), div_value=div_value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [..., D] -> log-probabilities [..., V] (each row's exp sums to 1)."""
+        log_probs = self.adaptive.log_prob(x.reshape(-1, x.size(-1)))  # [N, V]
+        return log_probs.view(*x.shape[:-1], self.vocab_size)
+
+
+def check_adaptive_cutoffs(cutoffs: tuple[int, ...], vocab_size: int) -> None:
+    """Cutoffs must rise strictly inside (0, vocab_size): each marks where a frequency band ends."""
+    if any(b <= a for a, b in zip((0, *cutoffs), (*cutoffs, vocab_size), strict=True)):
+        raise ValueError(
+            f"adaptive_softmax_cutoffs must rise strictly between 0 and vocab_size={vocab_size}, got "
+            f"{list(cutoffs)} (e.g. [2000, 10000] for a 33k-word vocabulary)"
+        )
+
+
+def language_model_head(
+    d_model: int, vocab_size: int, *, bias: bool, cutoffs: tuple[int, ...], div_value: float
+) -> nn.Module:
+    """nn.Linear(D, V) when `cutoffs` is empty, else the adaptive softmax over those frequency bands."""
+    if cutoffs:
+        return AdaptiveSoftmaxHead(d_model, vocab_size, cutoffs, div_value)
+    return nn.Linear(d_model, vocab_size, bias=bias)
+
+
+def check_adaptive_config(cutoffs: tuple[int, ...], vocab_size: int, *, tie_embeddings: bool) -> None:
+    """A model config's adaptive-softmax fields: valid cutoffs, and no tying (the head has no V x D matrix)."""
+    if not cutoffs:
+        return
+    check_adaptive_cutoffs(cutoffs, vocab_size)
+    if tie_embeddings:
+        raise ValueError(
+            f"adaptive_softmax_cutoffs={list(cutoffs)} needs tie_embeddings=False: the adaptive softmax has no "
+            f"V x D matrix to share with the token embedding"
+        )
