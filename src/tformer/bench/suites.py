@@ -171,44 +171,59 @@ def _seq2seq_train(settings: Settings) -> Iterator[Group]:
     b = cpu_batch.to(device)
     tokens = int((b.labels != PAD_ID).sum())
 
-    def contender(name: str, make: Callable[[], nn.Module], logits_of: Callable) -> Callable[[], Contender]:
+    real = (b.labels != PAD_ID).flatten().nonzero().squeeze(1)  # Long[N]: the targets that count
+    real_labels = b.labels.flatten()[real]
+
+    def contender(name: str, make: Callable[[], nn.Module], loss_of: Callable) -> Callable[[], Contender]:
         return lambda: _training_contender(
-            name,
-            _seeded(settings, make),
-            lambda m: _token_loss(logits_of(m), b.labels),
-            settings=settings,
-            tokens=tokens,
+            name, _seeded(settings, make), loss_of, settings=settings, tokens=tokens
         )
 
-    builders = [
-        contender(
-            "tformer",
-            lambda: seq2seq.Seq2SeqTransformer(config),
-            lambda m: m(b.src_ids, b.tgt_in, src_mask=b.src_mask).logits,
-        ),
-        contender(
-            "torch.nn.Transformer",
-            lambda: TorchSeq2Seq(config),
-            lambda m: m(b.src_ids, b.tgt_in, src_mask=b.src_mask),
-        ),
-    ]
-    if settings.with_hf:
-        builders.append(
+    def peers() -> list[Callable[[], Contender]]:
+        builders = [
             contender(
-                "HF MarianMTModel",
-                lambda: marian_from_config(config, bos_id=BOS_ID, eos_id=EOS_ID),
-                lambda m: (
-                    m(input_ids=b.src_ids, attention_mask=b.src_mask, decoder_input_ids=b.tgt_in).logits
-                ),
+                "torch.nn.Transformer",
+                lambda: TorchSeq2Seq(config),
+                lambda m: _token_loss(m(b.src_ids, b.tgt_in, src_mask=b.src_mask), b.labels),
             )
-        )
+        ]
+        if settings.with_hf:
+            builders.append(
+                contender(
+                    "HF MarianMTModel",
+                    lambda: marian_from_config(config, bos_id=BOS_ID, eos_id=EOS_ID),
+                    lambda m: _token_loss(
+                        m(input_ids=b.src_ids, attention_mask=b.src_mask, decoder_input_ids=b.tgt_in).logits,
+                        b.labels,
+                    ),
+                )
+            )
+        return builders
+
+    full_logits = contender(
+        "tformer",
+        lambda: seq2seq.Seq2SeqTransformer(config),
+        lambda m: _token_loss(m(b.src_ids, b.tgt_in, src_mask=b.src_mask).logits, b.labels),
+    )
+    # What tformer's translation task trains with: the output layer and the loss at real target positions only
+    # (the same loss and gradients; the peers still compute logits at every position).
+    real_logits = contender(
+        "tformer, real-token logits",
+        lambda: seq2seq.Seq2SeqTransformer(config),
+        lambda m: F.cross_entropy(
+            m(b.src_ids, b.tgt_in, src_mask=b.src_mask, tgt_positions=real).logits, real_labels
+        ),
+    )
     notes = [
         f"seq2seq-train: tformer and torch.nn.Transformer compute the same function (max |logit diff| "
         f"{diff:.1e} with tformer's weights copied in)",
         f"seq2seq-train: every contender drops out embeddings, sub-layer outputs, FFN activations and attention "
         f"weights with p={config.dropout} (tformer on CPU: masks from 16-bit random numbers, see nn/dropout.py)",
+        f"seq2seq-train: {1 - tokens / b.labels.numel():.1%} of the target positions are padding; case "
+        "'real-token logits' is tformer as its translation task trains, the peers as in case 'train'",
     ]
-    yield Group("seq2seq-train", "train", builders, notes)
+    yield Group("seq2seq-train", "train", [full_logits, *peers()], notes)
+    yield Group("seq2seq-train", "real-token logits", [real_logits, *peers()])
 
 
 def _gpt_train(settings: Settings) -> Iterator[Group]:

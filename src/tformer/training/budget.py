@@ -2,8 +2,8 @@
 
 A run that stops when the clock runs out would end at a random step with its learning rate still high, and
 could not be repeated. Instead the trainer times the first `budget_calibration_steps` updates (all but their
-first fifth, slower while allocators and caches warm up), fixes the total number of updates from them (this module), stretches a cosine or linear decay to end exactly there, and stores
-the number in the checkpoint's progress, so that `--resume` continues the same schedule bit for bit. After the
+first fifth, slower while allocators and caches warm up), fixes the total number of updates from them
+(BudgetClock), stretches a cosine or linear decay to end exactly there, and stores the number in the checkpoint's progress, so that `--resume` continues the same schedule bit for bit. After the
 plan the run is as deterministic as one with a fixed max_steps; only the plan itself depends on the machine.
 
 The budget counts the time spent in updates (progress["train_seconds"]); periodic evaluations and checkpoint
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,47 @@ class BudgetPlan:
                 "the run will overspend it)"
             )
         return text + "; the learning-rate schedule ends there"
+
+
+@dataclass(frozen=True)
+class BudgetClock:
+    """The trainer's side of a budget: which updates open and close the timed calibration window, the plan made
+    at its close (stored in progress["planned_steps"]), and the run's last update. minutes=None: no budget."""
+
+    minutes: float | None
+    calibration_steps: int
+    max_steps: int
+    warmup_steps: int
+    decays: bool  # the schedule decays to its total_steps, so the plan moves its end
+
+    def last_step(self, progress: dict[str, Any]) -> int:
+        """A budgeted run's plan once fixed, else max_steps."""
+        planned = progress["planned_steps"] if self.minutes is not None else None
+        return self.max_steps if planned is None else planned
+
+    def due(self, step: int, progress: dict[str, Any]) -> Literal["mark", "plan"] | None:
+        """ "mark" after the update that opens the timed window, "plan" after the one that closes it."""
+        if self.minutes is None or progress["planned_steps"] is not None:
+            return None
+        if step == pace_from(self.calibration_steps):
+            return "mark"
+        return "plan" if step == self.calibration_steps else None
+
+    def plan(self, step: int, progress: dict[str, Any]) -> BudgetPlan:
+        """Fix the run's updates from the window's time (progress["train_seconds"] must hold it, read back from
+        the device) and record them in progress["planned_steps"]."""
+        untimed = pace_from(step)  # the updates before the window warm caches and allocators: not timed
+        plan = plan_steps(
+            budget_seconds=self.minutes * 60,
+            calibration_steps=step - untimed,
+            calibration_seconds=progress["train_seconds"] - progress["budget_mark_seconds"],
+            untimed_steps=untimed,
+            untimed_seconds=progress["budget_mark_seconds"],
+            max_steps=self.max_steps,
+            min_steps=max(step, self.warmup_steps + 1) if self.decays else step,
+        )
+        progress["planned_steps"] = plan.steps
+        return plan
 
 
 def pace_from(calibration_steps: int) -> int:

@@ -97,6 +97,13 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.run_config = run_config
         self.tokenizer_json = tokenizer_json
+        self.budget = budget.BudgetClock(
+            minutes=config.budget_minutes,
+            calibration_steps=config.budget_calibration_steps,
+            max_steps=config.max_steps,
+            warmup_steps=config.schedule.warmup_steps,
+            decays=config.schedule.kind in DECAYING_TO_TOTAL,
+        )
 
     def fit(self, *, resume: bool = False) -> FitResult:
         """Train until max_steps or early stopping; ``resume`` continues exactly from out_dir/last.safetensors."""
@@ -129,7 +136,7 @@ class Trainer:
         if resumed:
             ckpt = load_checkpoint(last)
             planned = ckpt.progress.get("planned_steps")
-            if cfg.budget_minutes is not None and planned is not None:
+            if self.budget.minutes is not None and planned is not None:
                 scheduler.set_total_steps(planned)  # the plan the interrupted run fixed, not a new one
             restore_training_state(
                 ckpt,
@@ -148,7 +155,7 @@ class Trainer:
             self.out_dir,
             enabled=ctx.is_main,
             start_step=progress["step"],
-            total_steps=self._max_steps(progress),
+            total_steps=self.budget.last_step(progress),
             progress_bar=cfg.progress_bar,
         )
         if resumed:
@@ -189,46 +196,22 @@ class Trainer:
         )
         stop = self._patience_exhausted(progress)
         run.model.train()
-        while progress["step"] < self._max_steps(progress) and not stop:
+        while progress["step"] < self.budget.last_step(progress) and not stop:
             step = progress["step"] + 1
             with guards.explain_faults(step=step, out_dir=self.out_dir, context=lambda: self._where(run)):
                 stop = self._step(run, step, batches)
         if cfg.budget_minutes is not None:
             run.logger.info(budget.spending_summary(progress, budget_minutes=cfg.budget_minutes))
 
-    def _max_steps(self, progress: dict[str, Any]) -> int:
-        """The run's last update: a budgeted run's plan once fixed, else TrainConfig.max_steps."""
-        planned = progress["planned_steps"] if self.config.budget_minutes is not None else None
-        return self.config.max_steps if planned is None else planned
-
     def _plan_budget(self, run: RunState, step: int) -> None:
-        """After the calibration updates (already read, so train_seconds holds their time): fix the run's
-        number of updates, end the schedule's decay there and record the plan (training/budget.py)."""
-        cfg, progress = self.config, run.progress
-        decays = cfg.schedule.kind in DECAYING_TO_TOTAL
-        untimed = budget.pace_from(step)  # the updates before it warm caches and allocators: not timed
-        plan = budget.plan_steps(
-            budget_seconds=cfg.budget_minutes * 60,
-            calibration_steps=step - untimed,
-            calibration_seconds=progress["train_seconds"] - progress["budget_mark_seconds"],
-            untimed_steps=untimed,
-            untimed_seconds=progress["budget_mark_seconds"],
-            max_steps=cfg.max_steps,
-            min_steps=max(step, cfg.schedule.warmup_steps + 1) if decays else step,
-        )
-        progress["planned_steps"] = plan.steps
-        if decays:
+        """Close the budget's calibration window: fix the run's updates, end the schedule's decay there, say so."""
+        plan = self.budget.plan(step, run.progress)
+        if self.budget.decays:
             run.scheduler.set_total_steps(plan.steps)
         run.logger.set_total(plan.steps)
         run.logger.info(plan.describe())
-        self._record(
-            run,
-            {
-                "step": step,
-                "budget_planned_steps": plan.steps,
-                "budget_seconds_per_update": plan.seconds_per_update,
-            },
-        )
+        record = {"budget_planned_steps": plan.steps, "budget_seconds_per_update": plan.seconds_per_update}
+        self._record(run, {"step": step, **record})
 
     def _step(self, run: RunState, step: int, batches: Iterator[tuple[int, int, Batch]]) -> bool:
         """One update, then its log line, evaluation and checkpoint when due; returns True when early stopping
@@ -242,17 +225,15 @@ class Trainer:
         run.pending.append(pending_update(step, lr, window, grad_norm))
         run.progress["step"] = step
         run.logger.advance()
-        planning = cfg.budget_minutes is not None and run.progress["planned_steps"] is None
-        mark = planning and step == budget.pace_from(cfg.budget_calibration_steps)
-        plan = planning and step == cfg.budget_calibration_steps
-        last = self._max_steps(run.progress)
+        due = self.budget.due(step, run.progress)
+        last = self.budget.last_step(run.progress)
         evaluate = step % cfg.eval_every == 0 or step == last  # the final model is always evaluated
         save = step % cfg.checkpoint_every == 0 or step == last
-        if step % cfg.log_every == 0 or evaluate or save or mark or plan:
+        if step % cfg.log_every == 0 or evaluate or save or due:
             self._settle(run)
-        if mark:
+        if due == "mark":
             run.progress["budget_mark_seconds"] = run.progress["train_seconds"]
-        if plan:
+        elif due == "plan":
             self._plan_budget(run, step)
         started = time.perf_counter()
         stop = self._evaluate(run, step) if evaluate else False
