@@ -16,7 +16,7 @@ D, V, CUTOFFS = 16, 50, (10, 30)
 
 def _head() -> AdaptiveSoftmaxHead:
     torch.manual_seed(0)
-    return AdaptiveSoftmaxHead(D, V, CUTOFFS, div_value=2.0)
+    return AdaptiveSoftmaxHead(D, V, cutoffs=CUTOFFS, div_value=2.0)
 
 
 def test_log_probs_follow_the_two_level_formula():
@@ -52,7 +52,7 @@ def test_cross_entropy_on_the_log_probs_equals_torchs_target_only_loss_and_gradi
 
 
 def test_a_tail_band_costs_less_than_a_full_output_layer():
-    head = AdaptiveSoftmaxHead(256, 33278, (2000, 10000), div_value=4.0)
+    head = AdaptiveSoftmaxHead(256, 33278, cutoffs=(2000, 10000), div_value=4.0)
     assert sum(p.numel() for p in head.parameters()) < 0.2 * 256 * 33278
 
 
@@ -60,16 +60,38 @@ def test_a_tail_band_costs_less_than_a_full_output_layer():
     "kwargs, named",
     [
         ({"adaptive_softmax_cutoffs": (30, 10), "tie_embeddings": False}, "rise strictly"),
-        ({"adaptive_softmax_cutoffs": (10, V), "tie_embeddings": False}, "vocab_size=50"),
+        ({"adaptive_softmax_cutoffs": (0, 10), "tie_embeddings": False}, "rise strictly"),
+        ({"adaptive_softmax_cutoffs": (10, 30), "adaptive_softmax_div": 0.0, "tie_embeddings": False}, "div"),
+        (
+            {"adaptive_softmax_cutoffs": (10, 30), "adaptive_softmax_div": 8.0, "tie_embeddings": False},
+            "d_model=16",
+        ),
         ({"adaptive_softmax_cutoffs": (10, 30)}, "tie_embeddings=False"),
     ],
 )
 def test_config_errors_name_the_field(kwargs, named):
-    with pytest.raises(ValueError, match="adaptive_softmax_cutoffs") as error:
+    with pytest.raises(ValueError, match="adaptive_softmax") as error:
         GPTConfig(vocab_size=V, d_model=D, n_heads=2, d_ff=32, n_layers=1, context_length=16, **kwargs)
     assert named in str(error.value)
-    with pytest.raises(ValueError, match="adaptive_softmax_cutoffs"):
+    with pytest.raises(ValueError, match="adaptive_softmax"):
         LSTMLMConfig(vocab_size=V, d_embed=D, d_hidden=D, n_layers=1, **kwargs)
+
+
+def test_cutoffs_beyond_the_vocabulary_are_rejected_when_the_model_is_built():
+    # A preset's config carries a placeholder vocab_size until the task knows its tokenizer's, so the bound is
+    # checked by the head itself.
+    config = GPTConfig(
+        vocab_size=V,
+        d_model=D,
+        n_heads=2,
+        d_ff=32,
+        n_layers=1,
+        context_length=16,
+        adaptive_softmax_cutoffs=(10, V),
+        tie_embeddings=False,
+    )
+    with pytest.raises(ValueError, match="to below vocab_size=50, got \\[10, 50\\]"):
+        GPT(config)
 
 
 @pytest.mark.parametrize("family", ["gpt", "lstm"])

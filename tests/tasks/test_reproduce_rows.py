@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tformer.tasks.reproduce import ROWS, checkpoints_to_average, machine_for, pick_recipe, published_row
+from tformer.tasks.reproduce import ROWS, machine_for, pick_recipe, published_row
 from tformer.tasks.runs import load_run_config
 
 
@@ -38,16 +38,3 @@ def test_a_row_without_a_target_is_reported_not_judged() -> None:
     de_en = published_row("multi30k_de_en")
     assert de_en.reached(37.0, de_en.recipes["cpu"]) is True
     assert de_en.reached(36.9, de_en.recipes["cpu"]) is False
-
-
-def test_only_checkpoints_from_the_last_quarter_of_the_run_are_averaged(tmp_path) -> None:
-    for step in (200, 400, 600, 800, 979):
-        (tmp_path / f"step-{step:06d}.safetensors").touch()
-    (tmp_path / "best.safetensors").touch()
-    (tmp_path / "empty").mkdir()
-    assert sorted(checkpoints_to_average(tmp_path, 5, final_step=979)) == [800, 979]  # 800 >= 0.75 * 979
-    assert sorted(checkpoints_to_average(tmp_path, 2, final_step=979)) == [800, 979]
-    assert sorted(checkpoints_to_average(tmp_path, 5, final_step=5000)) == [979]  # the newest always stays
-    assert checkpoints_to_average(tmp_path, 1, final_step=979)[979] == tmp_path / "step-000979.safetensors"
-    with pytest.raises(FileNotFoundError, match="no step-"):
-        checkpoints_to_average(tmp_path / "empty", 5, final_step=10)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from tformer.training.averaging import average_checkpoints, last_n_checkpoints
+from tformer.training.averaging import average_checkpoints, checkpoints_near_the_end, last_n_checkpoints
 from tformer.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 
 VOCAB = 11
@@ -193,3 +194,29 @@ def test_last_n_then_average(tmp_path):
     expected = ((models[1].proj.weight.double() + models[2].proj.weight.double()) / 2).float()
     assert torch.equal(result.model_state["proj.weight"], expected)
     assert [p.name for p in last_n_checkpoints(tmp_path, 3)][0] == "step-000010.safetensors"
+
+
+def test_only_checkpoints_near_the_end_of_the_run_are_averaged(tmp_path):
+    for step in (200, 400, 600, 800, 979):
+        (tmp_path / f"step-{step:06d}.safetensors").touch()
+    (tmp_path / "best.safetensors").touch()
+    (tmp_path / "empty").mkdir()
+    near = functools.partial(checkpoints_near_the_end, tmp_path, window=0.25)
+    assert sorted(near(5, final_step=979)) == [800, 979]  # 800 >= 0.75 * 979; 600 is not
+    assert sorted(near(2, final_step=979)) == [800, 979]
+    assert near(1, final_step=979) == {979: tmp_path / "step-000979.safetensors"}
+    assert sorted(checkpoints_near_the_end(tmp_path, 5, final_step=979, window=1.0)) == [
+        200,
+        400,
+        600,
+        800,
+        979,
+    ]
+    with pytest.raises(ValueError, match=r"after this run's last update 900 \(steps \[979\]\)"):
+        near(5, final_step=900)  # a longer run left its checkpoints in the same directory
+    with pytest.raises(ValueError, match="n must be an int >= 1, got 0"):
+        near(0, final_step=979)
+    with pytest.raises(ValueError, match="window must be a fraction"):
+        checkpoints_near_the_end(tmp_path, 5, final_step=979, window=0.0)
+    with pytest.raises(FileNotFoundError, match="no step-"):
+        checkpoints_near_the_end(tmp_path / "empty", 5, final_step=10, window=0.25)

@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
         "--average",
         type=int,
         default=5,
-        help="translation rows: checkpoints to average (default: 5, the paper's choice)",
+        help="translation rows: average the last N checkpoints (default: 5, the paper's choice), of those "
+        "written in the last quarter of the updates",
     )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(

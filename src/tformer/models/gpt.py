@@ -26,7 +26,7 @@ from tformer.nn.attention import check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
 from tformer.nn.dropout import Dropout
 from tformer.nn.feedforward import FeedForward, FeedForwardKind
-from tformer.nn.heads import check_adaptive_config, language_model_head
+from tformer.nn.heads import check_adaptive_softmax, language_model_head
 from tformer.nn.kv_cache import KVCache
 from tformer.nn.positional import PositionalKind, RotaryEmbedding, make_positions
 from tformer.nn.stacks import Encoder
@@ -60,9 +60,14 @@ class GPTConfig:
         check_heads(self.d_model, self.n_heads, self.n_kv_heads)
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout} / {self.attention_dropout}")
-        check_adaptive_config(
-            self.adaptive_softmax_cutoffs, self.vocab_size, tie_embeddings=self.tie_embeddings
-        )
+        if self.adaptive_softmax_cutoffs:  # checked against vocab_size when the model is built: a preset's
+            # config holds a placeholder vocabulary until the task fills in its tokenizer's
+            check_adaptive_softmax(
+                self.adaptive_softmax_cutoffs,
+                self.adaptive_softmax_div,
+                d_model=self.d_model,
+                tie_embeddings=self.tie_embeddings,
+            )
 
     @property
     def block(self) -> BlockConfig:

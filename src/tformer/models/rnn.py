@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tformer.models.outputs import DecoderOutput, EncoderOutput, LMOutput, Seq2SeqOutput, select_positions
 from tformer.nn.dropout import Dropout
-from tformer.nn.heads import check_adaptive_config, language_model_head
+from tformer.nn.heads import check_adaptive_softmax, language_model_head
 from tformer.nn.masks import padding_mask
 
 _INIT_RANGE = 0.1  # uniform(-0.1, 0.1) for every seq2seq parameter, as Luong et al. 2015 and OpenNMT-py do
@@ -292,9 +292,14 @@ class LSTMLMConfig:
 
     def __post_init__(self) -> None:
         _check_sizes(self, ("vocab_size", "d_embed", "d_hidden", "n_layers", "context_length"))
-        check_adaptive_config(
-            self.adaptive_softmax_cutoffs, self.vocab_size, tie_embeddings=self.tie_embeddings
-        )
+        if self.adaptive_softmax_cutoffs:  # checked against vocab_size when the model is built: a preset's
+            # config holds a placeholder vocabulary until the task fills in its tokenizer's
+            check_adaptive_softmax(
+                self.adaptive_softmax_cutoffs,
+                self.adaptive_softmax_div,
+                d_model=self.d_hidden,
+                tie_embeddings=self.tie_embeddings,
+            )
         if self.tie_embeddings and self.d_embed != self.d_hidden:
             raise ValueError(
                 f"tie_embeddings needs d_embed == d_hidden, got d_embed={self.d_embed}, "
@@ -303,7 +308,8 @@ class LSTMLMConfig:
 
 
 class LSTMLanguageModel(nn.Module):
-    """Embedding -> dropout -> L-layer LSTM -> dropout -> Linear(H, V), the pytorch examples word LM."""
+    """Embedding -> dropout -> L-layer LSTM -> dropout -> Linear(H, V), the pytorch examples word LM (or an
+    adaptive softmax in place of the Linear, for large word vocabularies)."""
 
     def __init__(self, config: LSTMLMConfig) -> None:
         super().__init__()

@@ -32,6 +32,33 @@ def last_n_checkpoints(out_dir: str | Path, n: int) -> list[Path]:
     return [by_step[step] for step in sorted(by_step)[-n:]]
 
 
+def checkpoints_near_the_end(
+    out_dir: str | Path, n: int, *, final_step: int, window: float
+) -> dict[int, Path]:
+    """step -> path of the newest `n` numbered checkpoints of a run that ended at `final_step`, less those
+    written before its last `window` fraction of updates (the newest one always stays).
+
+    The paper's "last 5" of a 100k-step run are all close to the final weights; on a short run the last 5 can
+    reach back into the fast-changing early updates, which the window keeps out of the average.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if not 0.0 < window <= 1.0:
+        raise ValueError(f"window must be a fraction in (0, 1], got {window!r}")
+    by_step = numbered_checkpoints(Path(out_dir))
+    if not by_step:
+        raise FileNotFoundError(f"{out_dir} holds no step-*.safetensors checkpoints to average")
+    later = sorted(step for step in by_step if step > final_step)
+    if later:
+        raise ValueError(
+            f"{out_dir} holds checkpoints from after this run's last update {final_step} (steps {later}): they "
+            "belong to an earlier, longer run in the same directory; train into a fresh out_dir"
+        )
+    recent = sorted(by_step)[-n:]
+    kept = [step for step in recent if step >= (1.0 - window) * final_step] or recent[-1:]
+    return {step: by_step[step] for step in kept}
+
+
 def average_checkpoints(paths: list[Path], *, output: Path) -> Path:
     """Write to `output` a checkpoint whose weights are the mean of those in `paths`; return `output`.
 

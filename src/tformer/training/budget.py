@@ -3,8 +3,9 @@
 A run that stops when the clock runs out would end at a random step with its learning rate still high, and
 could not be repeated. Instead the trainer times the first `budget_calibration_steps` updates (all but their
 first fifth, slower while allocators and caches warm up), fixes the total number of updates from them
-(BudgetClock), stretches a cosine or linear decay to end exactly there, and stores the number in the checkpoint's progress, so that `--resume` continues the same schedule bit for bit. After the
-plan the run is as deterministic as one with a fixed max_steps; only the plan itself depends on the machine.
+(BudgetClock), stretches a cosine or linear decay to end exactly there, and stores the number in the
+checkpoint's progress, so that `--resume` continues the same schedule bit for bit. After the plan the run is as
+deterministic as one with a fixed max_steps; only the plan itself depends on the machine.
 
 The budget counts the time spent in updates (progress["train_seconds"]); periodic evaluations and checkpoint
 writes are timed apart (progress["eval_seconds"]) and come on top, so a recipe keeps them cheap.
@@ -75,6 +76,9 @@ class BudgetClock:
     def plan(self, step: int, progress: dict[str, Any]) -> BudgetPlan:
         """Fix the run's updates from the window's time (progress["train_seconds"] must hold it, read back from
         the device) and record them in progress["planned_steps"]."""
+        assert self.minutes is not None, (
+            "plan() is for budgeted runs: due() never says 'plan' without a budget"
+        )
         untimed = pace_from(step)  # the updates before the window warm caches and allocators: not timed
         plan = plan_steps(
             budget_seconds=self.minutes * 60,

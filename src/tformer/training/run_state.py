@@ -36,8 +36,8 @@ def fresh_progress() -> dict[str, Any]:
         "skipped_steps": 0,  # updates dropped for a non-finite loss or gradient (TrainConfig.nonfinite="skip")
         "train_seconds": 0.0,  # wall time in training updates (not evaluation or checkpoints), over resumes
         "eval_seconds": 0.0,  # wall time in periodic evaluations and checkpoint writes, over resumes
-        "planned_steps": None,
-        "budget_mark_seconds": 0.0,  # train_seconds when a budgeted run's timed calibration window began  # the updates a budgeted run fixed after timing its first ones (training/budget.py)
+        "planned_steps": None,  # the updates a budgeted run fixed after timing its first ones (training/budget.py)
+        "budget_mark_seconds": 0.0,  # train_seconds when a budgeted run's timed calibration window began
     }
 
 

@@ -97,7 +97,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.run_config = run_config
         self.tokenizer_json = tokenizer_json
-        self.budget = budget.BudgetClock(
+        self.clock = budget.BudgetClock(
             minutes=config.budget_minutes,
             calibration_steps=config.budget_calibration_steps,
             max_steps=config.max_steps,
@@ -136,7 +136,7 @@ class Trainer:
         if resumed:
             ckpt = load_checkpoint(last)
             planned = ckpt.progress.get("planned_steps")
-            if self.budget.minutes is not None and planned is not None:
+            if self.clock.minutes is not None and self.clock.decays and planned is not None:
                 scheduler.set_total_steps(planned)  # the plan the interrupted run fixed, not a new one
             restore_training_state(
                 ckpt,
@@ -155,7 +155,7 @@ class Trainer:
             self.out_dir,
             enabled=ctx.is_main,
             start_step=progress["step"],
-            total_steps=self.budget.last_step(progress),
+            total_steps=self.clock.last_step(progress),
             progress_bar=cfg.progress_bar,
         )
         if resumed:
@@ -190,23 +190,23 @@ class Trainer:
         }
 
     def _loop(self, run: RunState) -> None:
-        cfg, progress = self.config, run.progress
+        progress = run.progress
         batches = micro_batches(
             self.task, epoch=progress["epoch"], skip=progress["batch_in_epoch"], ctx=run.ctx
         )
         stop = self._patience_exhausted(progress)
         run.model.train()
-        while progress["step"] < self.budget.last_step(progress) and not stop:
+        while progress["step"] < self.clock.last_step(progress) and not stop:
             step = progress["step"] + 1
             with guards.explain_faults(step=step, out_dir=self.out_dir, context=lambda: self._where(run)):
                 stop = self._step(run, step, batches)
-        if cfg.budget_minutes is not None:
-            run.logger.info(budget.spending_summary(progress, budget_minutes=cfg.budget_minutes))
+        if self.clock.minutes is not None:
+            run.logger.info(budget.spending_summary(progress, budget_minutes=self.clock.minutes))
 
     def _plan_budget(self, run: RunState, step: int) -> None:
         """Close the budget's calibration window: fix the run's updates, end the schedule's decay there, say so."""
-        plan = self.budget.plan(step, run.progress)
-        if self.budget.decays:
+        plan = self.clock.plan(step, run.progress)
+        if self.clock.decays:
             run.scheduler.set_total_steps(plan.steps)
         run.logger.set_total(plan.steps)
         run.logger.info(plan.describe())
@@ -225,8 +225,8 @@ class Trainer:
         run.pending.append(pending_update(step, lr, window, grad_norm))
         run.progress["step"] = step
         run.logger.advance()
-        due = self.budget.due(step, run.progress)
-        last = self.budget.last_step(run.progress)
+        due = self.clock.due(step, run.progress)
+        last = self.clock.last_step(run.progress)
         evaluate = step % cfg.eval_every == 0 or step == last  # the final model is always evaluated
         save = step % cfg.checkpoint_every == 0 or step == last
         if step % cfg.log_every == 0 or evaluate or save or due:
