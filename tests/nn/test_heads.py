@@ -1,4 +1,5 @@
-"""The adaptive softmax head: Grave et al.'s formula by hand, torch's target-only loss, and the models using it."""
+"""The adaptive softmax head: Grave et al.'s formula by hand, torch's target-only loss, and the models and
+language-model loss using it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tformer.data.text_stream import IGNORE_INDEX, LMBatch
 from tformer.decoding.causal_lm import SamplingConfig, generate_tokens
 from tformer.models.gpt import GPT, GPTConfig
 from tformer.models.rnn import LSTMLanguageModel, LSTMLMConfig
 from tformer.nn.heads import AdaptiveSoftmaxHead
+from tformer.tasks.language_model import language_model_loss
 
 D, V, CUTOFFS = 16, 50, (10, 30)
 
@@ -118,3 +121,52 @@ def test_language_models_with_the_adaptive_head_learn_and_generate(family):
     config = SamplingConfig(max_new_tokens=9, temperature=0.0)
     generated = torch.stack(list(generate_tokens(model, ids[:, :9], config=config)), dim=1)  # [1, 9]
     assert generated[0].tolist() == ids[0, 9:].tolist()
+
+
+def test_target_log_probs_are_the_full_log_probs_at_the_targets_with_the_same_gradients():
+    head = _head()
+    x = torch.randn(3, 8, D, requires_grad=True)
+    targets = torch.randint(0, V, (3, 8))
+    targets[0, :3] = torch.tensor([0, 15, 49])  # every band
+    targets[1, :4] = -100  # context-only positions of a sliding evaluation window
+    scored = targets >= 0
+    picked = head.target_log_probs(x, targets)
+    full = head(x).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [3, 8]
+    torch.testing.assert_close(picked[scored], full[scored])
+    assert (picked[~scored] == 0).all()
+    picked.sum().backward()
+    grads = [x.grad.clone(), *(p.grad.clone() for p in head.parameters())]
+    x.grad = None
+    head.zero_grad()
+    full[scored].sum().backward()
+    for got, want in zip(grads, [x.grad, *(p.grad for p in head.parameters())], strict=True):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("family", ["gpt", "lstm"])
+def test_the_language_model_loss_takes_the_target_path_and_equals_cross_entropy(family):
+    torch.manual_seed(0)
+    adaptive = {"adaptive_softmax_cutoffs": CUTOFFS, "tie_embeddings": False}
+    if family == "gpt":
+        model = GPT(
+            GPTConfig(vocab_size=V, d_model=32, n_heads=2, d_ff=64, n_layers=1, context_length=32, **adaptive)
+        )
+    else:
+        model = LSTMLanguageModel(
+            LSTMLMConfig(vocab_size=V, d_embed=32, d_hidden=32, n_layers=1, dropout=0.0, **adaptive)
+        )
+    ids = torch.randint(0, V, (2, 13))
+    targets = ids[:, 1:].clone()
+    targets[:, :5] = IGNORE_INDEX
+    batch = LMBatch(input_ids=ids[:, :-1], targets=targets)
+    out = model(batch.input_ids, targets=batch.targets)
+    assert out.logits is None and out.target_log_probs.shape == (2, 12)
+    loss = language_model_loss(model, batch)
+    expected = F.cross_entropy(
+        model(batch.input_ids).logits.flatten(0, 1),
+        targets.flatten(),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    torch.testing.assert_close(loss.loss_sum, expected)
+    assert loss.n_items == 14

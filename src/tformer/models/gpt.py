@@ -26,7 +26,7 @@ from tformer.nn.attention import check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
 from tformer.nn.dropout import Dropout
 from tformer.nn.feedforward import FeedForward, FeedForwardKind
-from tformer.nn.heads import check_adaptive_softmax, language_model_head
+from tformer.nn.heads import apply_lm_head, check_adaptive_softmax, language_model_head
 from tformer.nn.kv_cache import KVCache
 from tformer.nn.positional import PositionalKind, RotaryEmbedding, make_positions
 from tformer.nn.stacks import Encoder
@@ -146,17 +146,24 @@ class GPT(nn.Module):
                 nn.init.normal_(proj.weight, mean=0.0, std=residual_std)
 
     def forward(
-        self, input_ids: Tensor, *, cache: KVCache | None = None, last_only: bool = False
+        self,
+        input_ids: Tensor,
+        *,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+        targets: Tensor | None = None,
     ) -> LMOutput:
         """input_ids Long[B, T] -> logits [B, T, V] ([B, 1, V] with last_only, for generation).
 
         With a cache, input_ids are only the new tokens: their positions continue from cache.length, and the
-        cache (returned in the output) grows by T.
+        cache (returned in the output) grows by T. With targets Long[B, T] (negative = not scored) and an
+        adaptive-softmax head, the output holds log p(target) [B, T] instead of logits (nn.heads.apply_lm_head).
         """
         x = self.hidden_states(input_ids, cache=cache)
         if last_only:  # generation reads one row: skip the V x D matmul for all the others
             x = x[:, -1:]  # [B, T, D] -> [B, 1, D]
-        return LMOutput(logits=self.lm_head(x), cache=cache)
+        logits, target_log_probs = apply_lm_head(self.lm_head, x, targets)
+        return LMOutput(logits=logits, cache=cache, target_log_probs=target_log_probs)
 
     def hidden_states(self, input_ids: Tensor, *, cache: KVCache | None = None) -> Tensor:
         """input_ids Long[B, T] -> [B, T, D]: the final LayerNorm's output, which lm_head turns into logits

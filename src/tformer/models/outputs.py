@@ -37,8 +37,10 @@ class Seq2SeqOutput:
 
 @dataclass
 class LMOutput:
-    logits: Tensor  # [B, T, V], or [B, 1, V] with last_only
+    logits: Tensor | None  # [B, T, V], or [B, 1, V] with last_only; None when target_log_probs replaces it
     cache: KVCache | None  # the cache passed in, now holding these positions too
+    target_log_probs: Tensor | None = None  # [B, T] log p(target), 0 where not scored: forward(targets=...)
+    # of a model with an adaptive-softmax head
 
 
 def select_positions(hidden: Tensor, positions: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tformer.models.outputs import DecoderOutput, EncoderOutput, LMOutput, Seq2SeqOutput, select_positions
 from tformer.nn.dropout import Dropout
-from tformer.nn.heads import check_adaptive_softmax, language_model_head
+from tformer.nn.heads import apply_lm_head, check_adaptive_softmax, language_model_head
 from tformer.nn.masks import padding_mask
 
 _INIT_RANGE = 0.1  # uniform(-0.1, 0.1) for every seq2seq parameter, as Luong et al. 2015 and OpenNMT-py do
@@ -336,10 +336,15 @@ class LSTMLanguageModel(nn.Module):
             self.lm_head.weight = self.token_embedding.weight
 
     def forward(
-        self, input_ids: Tensor, *, cache: LSTMCache | None = None, last_only: bool = False
+        self,
+        input_ids: Tensor,
+        *,
+        cache: LSTMCache | None = None,
+        last_only: bool = False,
+        targets: Tensor | None = None,
     ) -> LMOutput:
         """input_ids Long[B, T] -> logits [B, T, V] ([B, 1, V] with last_only). With a cache the state
-        continues from it and the cache (returned in the output) advances by T."""
+        continues from it and the cache (returned in the output) advances by T. targets: as GPT.forward's."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be Long[B, T], got shape {tuple(input_ids.shape)}")
         x = self.dropout(self.token_embedding(input_ids))  # [B, T] -> [B, T, E]
@@ -348,7 +353,8 @@ class LSTMLanguageModel(nn.Module):
             cache.update(hidden, input_ids.size(1))
         if last_only:  # generation reads one row: skip the V x H matmul for all the others
             x = x[:, -1:]  # [B, T, H] -> [B, 1, H]
-        return LMOutput(logits=self.lm_head(self.dropout(x)), cache=cache)
+        logits, target_log_probs = apply_lm_head(self.lm_head, self.dropout(x), targets)
+        return LMOutput(logits=logits, cache=cache, target_log_probs=target_log_probs)
 
     def new_cache(self, *, max_length: int | None = None) -> LSTMCache:
         """A fresh cache; max_length is accepted for the protocol and ignored."""

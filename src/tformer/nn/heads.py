@@ -67,6 +67,19 @@ class AdaptiveSoftmaxHead(nn.Module):
         log_probs = self.adaptive.log_prob(x.reshape(-1, x.size(-1)).float())  # [..., D] -> [N, D] -> [N, V]
         return log_probs.view(*x.shape[:-1], self.vocab_size)  # [N, V] -> [..., V]
 
+    def target_log_probs(self, x: Tensor, targets: Tensor) -> Tensor:
+        """x [..., D], targets Long[...] (negative = not scored) -> log p(target) Float[...], 0 where not scored.
+
+        Grave et al.'s training path (torch's forward(input, target)): each tail band is computed only for the
+        positions whose target falls in it, and no [N, V] tensor is built. Finding those positions reads the
+        targets on the host, so on a GPU it waits for them.
+        """
+        flat_x, flat_targets = x.reshape(-1, x.size(-1)).float(), targets.reshape(-1)  # [N, D], [N]
+        scored = flat_targets >= 0
+        out = flat_x.new_zeros(flat_targets.shape)  # [N]
+        out[scored] = self.adaptive(flat_x[scored], flat_targets[scored]).output
+        return out.view(targets.shape)
+
 
 def check_adaptive_softmax(
     cutoffs: tuple[int, ...],
@@ -96,6 +109,14 @@ def check_adaptive_softmax(
             f"adaptive_softmax_cutoffs={list(cutoffs)} needs tie_embeddings=False: the adaptive softmax has no "
             "V x D matrix to share with the token embedding"
         )
+
+
+def apply_lm_head(head: nn.Module, x: Tensor, targets: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """(logits [..., V], None) from x [..., D]; or (None, log p(target) [...]) when the head is an adaptive
+    softmax and targets are given, its faster training path. A Linear head always gives logits."""
+    if targets is not None and isinstance(head, AdaptiveSoftmaxHead):
+        return None, head.target_log_probs(x, targets)
+    return head(x), None
 
 
 def language_model_head(

@@ -144,10 +144,14 @@ def _encode_stream(codec: TextCodec, text: str, *, limit: int | None) -> TextStr
 
 def language_model_loss(model: nn.Module, batch: LMBatch) -> LossOutput:
     """Summed next-token cross-entropy over the scored targets of the batch."""
-    logits = model(batch.input_ids).logits  # [B, T, V]
+    out = model(batch.input_ids, targets=batch.targets)
+    if (
+        out.target_log_probs is not None
+    ):  # an adaptive-softmax head scored the targets itself (0 where ignored)
+        return LossOutput(loss_sum=-out.target_log_probs.sum(), n_items=batch.n_targets)
     loss_sum = label_smoothed_cross_entropy(
-        logits, batch.targets, smoothing=0.0, ignore_index=IGNORE_INDEX, reduction="sum"
-    )
+        out.logits, batch.targets, smoothing=0.0, ignore_index=IGNORE_INDEX, reduction="sum"
+    )  # logits [B, T, V]
     return LossOutput(loss_sum=loss_sum, n_items=batch.n_targets)
 
 
