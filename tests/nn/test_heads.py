@@ -97,18 +97,22 @@ def test_cutoffs_beyond_the_vocabulary_are_rejected_when_the_model_is_built():
         GPT(config)
 
 
-@pytest.mark.parametrize("family", ["gpt", "lstm"])
-def test_language_models_with_the_adaptive_head_learn_and_generate(family):
+def _adaptive_model(family: str) -> GPT | LSTMLanguageModel:
+    """A small GPT or LSTM language model with the adaptive head (seeded, no dropout)."""
     torch.manual_seed(0)
     adaptive = {"adaptive_softmax_cutoffs": CUTOFFS, "tie_embeddings": False}
     if family == "gpt":
-        model = GPT(
+        return GPT(
             GPTConfig(vocab_size=V, d_model=32, n_heads=2, d_ff=64, n_layers=1, context_length=32, **adaptive)
         )
-    else:
-        model = LSTMLanguageModel(
-            LSTMLMConfig(vocab_size=V, d_embed=32, d_hidden=32, n_layers=1, dropout=0.0, **adaptive)
-        )
+    return LSTMLanguageModel(
+        LSTMLMConfig(vocab_size=V, d_embed=32, d_hidden=32, n_layers=1, dropout=0.0, **adaptive)
+    )
+
+
+@pytest.mark.parametrize("family", ["gpt", "lstm"])
+def test_language_models_with_the_adaptive_head_learn_and_generate(family):
+    model = _adaptive_model(family)
     ids = torch.tensor([[3, 17, 42, 5, 33, 8, 21, 47, 12, 3, 17, 42, 5, 33, 8, 21, 47, 12]])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
     for _ in range(300):
@@ -145,16 +149,7 @@ def test_target_log_probs_are_the_full_log_probs_at_the_targets_with_the_same_gr
 
 @pytest.mark.parametrize("family", ["gpt", "lstm"])
 def test_the_language_model_loss_takes_the_target_path_and_equals_cross_entropy(family):
-    torch.manual_seed(0)
-    adaptive = {"adaptive_softmax_cutoffs": CUTOFFS, "tie_embeddings": False}
-    if family == "gpt":
-        model = GPT(
-            GPTConfig(vocab_size=V, d_model=32, n_heads=2, d_ff=64, n_layers=1, context_length=32, **adaptive)
-        )
-    else:
-        model = LSTMLanguageModel(
-            LSTMLMConfig(vocab_size=V, d_embed=32, d_hidden=32, n_layers=1, dropout=0.0, **adaptive)
-        )
+    model = _adaptive_model(family)
     ids = torch.randint(0, V, (2, 13))
     targets = ids[:, 1:].clone()
     targets[:, :5] = IGNORE_INDEX

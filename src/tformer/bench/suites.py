@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from tformer.bench.hf_peers import gpt2_from_config, marian_from_config
 from tformer.bench.measure import Contender
-from tformer.bench.torch_seq2seq import TorchSeq2Seq, check_same_function, make_batch
+from tformer.bench.torch_seq2seq import Batch, TorchSeq2Seq, check_same_function, make_batch
 from tformer.decoding import Seq2SeqState, beam_search, greedy_search
 from tformer.decoding.causal_lm import SamplingConfig, generate_tokens
 from tformer.models import gpt, seq2seq
@@ -151,13 +151,10 @@ def _token_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD_ID)  # [B*T, V] vs [B*T]
 
 
-def _seq2seq_train(settings: Settings) -> Iterator[Group]:
-    sizes, device = settings.sizes, settings.device
-    # torch.nn.Transformer drops out attention weights, FFN activations and sub-layer outputs, all with one p:
-    # every contender is set up to do the same, so that all three train the same stochastic function.
-    base = seq2seq_config(sizes)
-    config = dataclasses.replace(base, attention_dropout=base.dropout)
-    cpu_batch = make_batch(
+def _checked_seq2seq_batch(config: seq2seq.Seq2SeqConfig, settings: Settings) -> tuple[Batch, float]:
+    """The training batch (on the CPU), and the max |logit diff| between tformer and torch.nn.Transformer on it."""
+    sizes = settings.sizes
+    batch = make_batch(
         batch=sizes.train_batch,
         src_len=sizes.seq_len,
         tgt_len=sizes.seq_len,
@@ -166,9 +163,17 @@ def _seq2seq_train(settings: Settings) -> Iterator[Group]:
         pad_id=PAD_ID,
     )
     rows = min(4, sizes.train_batch)  # a few sentences prove the function; the full base batch is slow on CPU
-    same = dataclasses.replace(cpu_batch, **{k: v[:rows] for k, v in dataclasses.asdict(cpu_batch).items()})
-    diff = check_same_function(config, same, seed=settings.seed)
-    b = cpu_batch.to(device)
+    same = dataclasses.replace(batch, **{k: v[:rows] for k, v in dataclasses.asdict(batch).items()})
+    return batch, check_same_function(config, same, seed=settings.seed)
+
+
+def _seq2seq_train(settings: Settings) -> Iterator[Group]:
+    # torch.nn.Transformer drops out attention weights, FFN activations and sub-layer outputs, all with one p:
+    # every contender is set up to do the same, so that all three train the same stochastic function.
+    base = seq2seq_config(settings.sizes)
+    config = dataclasses.replace(base, attention_dropout=base.dropout)
+    cpu_batch, diff = _checked_seq2seq_batch(config, settings)
+    b = cpu_batch.to(settings.device)
     tokens = int((b.labels != PAD_ID).sum())
 
     real = (b.labels != PAD_ID).flatten().nonzero().squeeze(1)  # Long[N]: the targets that count
