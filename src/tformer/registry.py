@@ -8,16 +8,40 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from tformer.models import gpt, rnn, seq2seq
+from tformer.models.outputs import LMOutput, Seq2SeqOutput
+
+
+@dataclass(frozen=True)
+class RightPadding:
+    """How a family's batches hold rows of different lengths: the `inputs` ([B, L] each) are padded on the
+    right with `pad_id(config)`, and the main output ([B, L, ...]) at a row's real positions must not depend
+    on the padding after them. The model contract test (tests/test_model_contract.py) checks it."""
+
+    inputs: tuple[str, ...]
+    pad_id: Callable[[object], int]
 
 
 @dataclass(frozen=True)
 class ModelFamily:
+    """One row of the table. Every family has a "tiny" preset (the contract test builds it), returns
+    `output_type` from forward(**example_inputs(config)) with the tensor its loss is computed from in the
+    field `main_output`, and says how its batches are padded (None: its inputs have no variable length)."""
+
     name: str
     config_cls: type
     build: Callable[[object], nn.Module]
     presets: dict[str, dict]
     example_inputs: Callable[..., dict[str, Tensor]]
+    output_type: type
+    main_output: str
+    padding: RightPadding | None
 
+
+# Encoder-decoder batches pad source and target; the causal decoder never looks past a target row's end.
+_SEQ2SEQ_PADDING = RightPadding(inputs=("src_ids", "tgt_ids"), pad_id=lambda c: c.pad_id)
+# Language-model windows are packed, never padded; a row's positions must still not see the tokens after them,
+# so any id stands in for padding.
+_LM_PADDING = RightPadding(inputs=("input_ids",), pad_id=lambda c: 0)
 
 MODEL_FAMILIES: dict[str, ModelFamily] = {
     "seq2seq": ModelFamily(
@@ -26,6 +50,9 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         build=seq2seq.Seq2SeqTransformer,
         presets=seq2seq.PRESETS,
         example_inputs=seq2seq.example_inputs,
+        output_type=Seq2SeqOutput,
+        main_output="logits",
+        padding=_SEQ2SEQ_PADDING,
     ),
     "gpt": ModelFamily(
         name="gpt",
@@ -33,6 +60,9 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         build=gpt.GPT,
         presets=gpt.PRESETS,
         example_inputs=gpt.example_inputs,
+        output_type=LMOutput,
+        main_output="logits",
+        padding=_LM_PADDING,
     ),
     # The recurrent baselines of issue 6; their inputs are those of the Transformer they stand in for.
     "lstm_attention": ModelFamily(
@@ -41,6 +71,9 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         build=rnn.LSTMAttentionSeq2Seq,
         presets={"tiny": dict(d_embed=32, d_hidden=64, dropout=0.0)},
         example_inputs=seq2seq.example_inputs,
+        output_type=Seq2SeqOutput,
+        main_output="logits",
+        padding=_SEQ2SEQ_PADDING,
     ),
     "lstm_lm": ModelFamily(
         name="lstm_lm",
@@ -48,6 +81,9 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         build=rnn.LSTMLanguageModel,
         presets={"tiny": dict(vocab_size=1000, d_embed=32, d_hidden=32, dropout=0.0)},
         example_inputs=gpt.example_inputs,
+        output_type=LMOutput,
+        main_output="logits",
+        padding=_LM_PADDING,
     ),
 }
 

@@ -285,13 +285,26 @@ def test_config_errors_name_the_field(config_type, fields, named):
         config_type(**fields)
 
 
-def test_encode_rejects_a_mask_that_is_not_right_padded_or_an_empty_row():
+def test_encode_rejects_a_mask_that_is_not_right_padded():
     model = seq2seq_model()
     ids = torch.tensor([[5, 6, 2], [7, 2, 0]])
     with pytest.raises(ValueError, match="right-padded"):
         model.encode(ids, torch.tensor([[True, True, True], [False, True, True]]))
-    with pytest.raises(ValueError, match="empty row"):
-        model.encode(ids, torch.tensor([[True, True, True], [False, False, False]]))
+
+
+def test_an_empty_source_row_gives_zero_memory_and_zero_attention():
+    model = seq2seq_model().eval()
+    ids = torch.tensor([[5, 6, 2], [7, 2, 0]])
+    encoded = model.encode(ids, torch.tensor([[True, True, True], [False, False, False]]))
+    assert torch.equal(encoded.memory[1], torch.zeros_like(encoded.memory[1]))
+    out = model.decode(
+        torch.tensor([[1, 5], [1, 7]]),
+        memory=encoded.memory,
+        memory_mask=encoded.memory_mask,
+        need_weights=True,
+    )
+    assert torch.isfinite(out.logits).all()
+    assert torch.equal(out.cross_attention[1], torch.zeros_like(out.cross_attention[1]))
 
 
 def test_tied_and_shared_weights_are_one_tensor():

@@ -115,10 +115,14 @@ class AdditiveAttention(nn.Module):
         self, query: Tensor, *, memory: Tensor, memory_keys: Tensor, memory_mask: Tensor
     ) -> tuple[Tensor, Tensor]:
         """query [B, H], memory [B, S, D], memory_keys = memory_proj(memory) [B, S, A] -> (context [B, D],
-        weights [B, S]); the weights are exactly 0 where memory_mask is False."""
+        weights [B, S]); the weights are exactly 0 where memory_mask is False, so a row with no real memory
+        position gets a zero context (as nn.attention does), never NaN."""
         energy = torch.tanh(memory_keys + self.query_proj(query).unsqueeze(1))  # [B, S, A]
-        scores = self.score(energy).squeeze(-1).masked_fill(~memory_mask, float("-inf"))  # [B, S]
-        weights = scores.softmax(dim=-1)
+        scores = self.score(energy).squeeze(-1)  # [B, S]
+        # The most negative finite score, not -inf: an all-masked row then softmaxes to finite values
+        # that the masked_fill below zeroes; elsewhere exp(min - max) is already exactly 0.
+        scores = scores.masked_fill(~memory_mask, torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=-1).masked_fill(~memory_mask, 0.0)
         context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)  # [B, 1, S] @ [B, S, D] -> [B, D]
         return context, weights
 
@@ -163,25 +167,28 @@ class LSTMAttentionSeq2Seq(nn.Module):
                 embed.weight[self.config.pad_id].zero_()
 
     def encode(self, src_ids: Tensor, src_mask: Tensor | None = None) -> EncoderOutput:
-        """src_ids Long[B, S], src_mask Bool[B, S] right-padded (default: ids != pad_id) -> memory [B, S, H]."""
+        """src_ids Long[B, S], src_mask Bool[B, S] right-padded (default: ids != pad_id) -> memory [B, S, H].
+
+        A row with no real token gets an all-zero memory, which the decoder's attention never reads."""
         if src_mask is None:
             src_mask = padding_mask(src_ids, self.config.pad_id)
         lengths = src_mask.sum(dim=1)  # [B]
         positions = torch.arange(src_mask.size(1), device=src_mask.device)
         if not torch.equal(src_mask, positions < lengths.unsqueeze(1)):
             raise ValueError("src_mask must be right-padded (True for a prefix of every row, then False)")
-        if bool((lengths == 0).any()):
-            raise ValueError("every source row needs at least one real token; got an empty row in src_mask")
         x = self.dropout(self.src_embed(src_ids))  # [B, S] -> [B, S, E]
         # Packing runs the backward direction from each row's own last token, so padding never enters a state.
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        # It needs at least one step per row: an empty row runs over its first (padding) position, whose
+        # output the mask then zeroes.
+        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         memory, _ = pad_packed_sequence(self.encoder(packed)[0], batch_first=True, total_length=x.size(1))
+        memory = memory * src_mask.unsqueeze(-1).to(memory.dtype)
         return EncoderOutput(memory=memory, memory_mask=src_mask)  # memory [B, S, H], zero on padding
 
     def _initial_state(self, memory: Tensor, memory_mask: Tensor) -> tuple[Tensor, Tensor]:
         """(h, c), each [L, B, H], from the mean of the real memory positions."""
         mask = memory_mask.unsqueeze(-1).to(memory.dtype)  # [B, S, 1]
-        mean = (memory * mask).sum(dim=1) / mask.sum(dim=1)  # [B, H]
+        mean = (memory * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # [B, H]; 0 for an empty row
         state = torch.tanh(self.bridge(mean))  # [B, 2 * L * H]
         state = state.view(-1, 2, self.config.n_layers, self.config.d_hidden)  # [B, 2, L, H]
         state = state.permute(1, 2, 0, 3)  # [2, L, B, H]
