@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import models
+from tokenizers import models, pre_tokenizers
 
 from tformer.data.tokenizers import (
     UNK_ID,
@@ -255,11 +255,80 @@ def test_user_errors_name_the_bad_value(char: Tokenizer, tmp_path) -> None:
         Tokenizer.from_json("{not json")
 
 
-def test_rejects_a_backend_with_specials_at_other_ids() -> None:
-    vocab = {"<unk>": 0, "<pad>": 1, "<bos>": 2, "<eos>": 3, "a": 4}
+def test_special_ids_are_read_from_the_backend_wherever_they_sit() -> None:
+    vocab = {"<unk>": 0, "a": 1, "<pad>": 2, "<bos>": 3, "<eos>": 4}
     backend = HFTokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    with pytest.raises(ValueError, match="'<pad>' must have id 0, found 1"):
+    backend.add_special_tokens(["<unk>", "<pad>", "<bos>", "<eos>"])
+    tokenizer = Tokenizer.from_json(backend.to_str())
+    assert (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.unk_id) == (2, 3, 4, 0)
+    assert tokenizer.decode([3, 1, 4, 2]) == "a"  # pad/bos/eos dropped at their own ids
+
+
+def test_tokenizers_trained_here_keep_the_specials_at_ids_0_to_3(char: Tokenizer) -> None:
+    assert (char.pad_id, char.bos_id, char.eos_id, char.unk_id) == (0, 1, 2, 3)
+    assert char.special_ids.cls is None and char.special_ids.mask is None
+
+
+def test_a_backend_without_a_pad_or_unk_special_is_a_clear_error() -> None:
+    vocab = {"<unk>": 0, "<pad>": 1, "a": 2}  # in the vocabulary, but not marked special
+    backend = HFTokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    with pytest.raises(ValueError, match=r"no special token for pad, unk \(expected pad: <pad> or \[PAD\]"):
         Tokenizer.from_json(backend.to_str())
+
+
+BERT_VOCAB = [
+    "[PAD]",
+    "[unused0]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "cat",
+    "sat",
+    "##s",
+    ".",
+    "un",
+]
+
+
+def test_a_bert_vocab_txt_loads_with_its_own_special_ids(tmp_path) -> None:
+    (tmp_path / "vocab.txt").write_text("".join(t + "\n" for t in BERT_VOCAB), encoding="utf-8")
+    tokenizer = Tokenizer.from_pretrained(tmp_path)
+    ids = tokenizer.special_ids
+    assert (ids.pad, ids.unk, ids.cls, ids.sep, ids.mask, ids.bos, ids.eos) == (0, 2, 3, 4, 5, None, None)
+    assert tokenizer.encode("The cats SAT.") == [6, 7, 9, 8, 10]  # lowercased, "##s" continues "cat"
+    assert tokenizer.encode("[SEP] dog") == [2, 2, 2, 2]  # typed specials are text: "[", "sep", "]"; "dog"
+    assert tokenizer.decode([3, 6, 7, 9, 4, 0]) == "the cats"
+    with pytest.raises(ValueError, match="no eos token"):
+        _ = tokenizer.eos_id
+
+
+def test_do_lower_case_false_keeps_the_case(tmp_path) -> None:
+    (tmp_path / "vocab.txt").write_text("".join(t + "\n" for t in BERT_VOCAB), encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text('{"do_lower_case": false}', encoding="utf-8")
+    assert Tokenizer.from_pretrained(tmp_path).encode("The cat") == [2, 7]
+
+
+def test_a_tokenizer_json_folder_loads_without_its_truncation_and_padding(tmp_path) -> None:
+    backend = HFTokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(BERT_VOCAB)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    backend.enable_truncation(max_length=2)
+    backend.enable_padding(length=8, pad_id=0, pad_token="[PAD]")
+    backend.save(str(tmp_path / "tokenizer.json"))
+    tokenizer = Tokenizer.from_pretrained(tmp_path)
+    assert tokenizer.encode("the cat sat") == [6, 7, 8]
+
+
+def test_pretrained_folder_errors_name_what_was_expected(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Tokenizer.from_pretrained(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="neither tokenizer.json nor vocab.txt"):
+        Tokenizer.from_pretrained(tmp_path)
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nthe\n[PAD]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"vocab.txt:4: token '\[PAD\]' is already on line 1"):
+        Tokenizer.from_pretrained(tmp_path)
 
 
 def test_a_lone_surrogate_is_a_clear_error_not_a_backend_crash():

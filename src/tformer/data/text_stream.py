@@ -20,9 +20,12 @@ import numpy as np
 import torch
 
 from tformer.data.batching import to_device
-from tformer.data.tokenizers import PAD_ID, Tokenizer
+from tformer.data.tokenizers import Tokenizer
 
 IGNORE_INDEX = -100  # target value that the loss skips (context-only positions of overlapping eval windows)
+# Input id after the end of a short last window: a causal model never reads it for a scored target, so any id
+# would do; the stream knows no tokenizer, so it is a fixed one.
+FILLER_ID = 0
 
 
 @dataclass
@@ -135,7 +138,7 @@ class TextStream:
         Windows start every `stride` tokens (None: `block_size`, i.e. non-overlapping). With stride <
         block_size a window's targets already scored by the previous one are IGNORE_INDEX, so each scored
         target sees at least block_size - stride tokens of context (fewer only near the stream start).
-        The last window may be shorter: its input is padded with PAD_ID (0), its targets with IGNORE_INDEX. The last
+        The last window may be shorter: its input is padded with FILLER_ID, its targets with IGNORE_INDEX. The last
         batch may hold fewer than `batch_size` windows.
         """
         _check_int(batch_size, name="batch_size", minimum=1)
@@ -160,7 +163,7 @@ class TextStream:
         begin, next_unscored = 0, 1  # next_unscored: the first stream position not yet scored as a target
         while next_unscored <= last:
             end = min(begin + block_size, last)  # inputs tokens[begin:end], targets tokens[begin+1:end+1]
-            input_row = torch.full((block_size,), PAD_ID, dtype=torch.long)
+            input_row = torch.full((block_size,), FILLER_ID, dtype=torch.long)
             target_row = torch.full((block_size,), IGNORE_INDEX, dtype=torch.long)
             input_row[: end - begin] = self.tokens[begin:end]
             already_scored = next_unscored - (begin + 1)  # leading targets of this window scored before

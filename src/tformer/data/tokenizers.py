@@ -2,9 +2,11 @@
 
 HuggingFace `tokenizers` does the work; this module fixes what the rest of tformer relies on:
 
-- the special tokens "<pad>"=0, "<bos>"=1, "<eos>"=2, "<unk>"=3 sit at these ids in every tokenizer;
-- `encode` never adds specials (batching adds BOS/EOS), and special-token text typed by a user ("<eos>")
-  is encoded as ordinary text, so data can never inject a control token;
+- a tokenizer knows its special tokens by role (pad, unk, bos, eos, cls, sep, mask), read from its backend's
+  special tokens by their usual spellings (`SPECIAL_SPELLINGS`), so a pretrained vocabulary keeps its own ids;
+  the tokenizers trained here put "<pad>"=0, "<bos>"=1, "<eos>"=2, "<unk>"=3 first, as checkpoints always had;
+- `encode` never adds specials (batching adds BOS/EOS or CLS/SEP), and special-token text typed by a user
+  ("<eos>", "[SEP]") is encoded as ordinary text, so data can never inject a control token;
 - the serialised form is HuggingFace's tokenizer JSON, a plain data format: loading it runs no code.
 
 Round trips: the char tokenizer gives back exactly any text made of characters seen in training; byte-level
@@ -24,8 +26,22 @@ from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, tra
 from tokenizers import Tokenizer as HFTokenizer
 
 PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "<bos>", "<eos>", "<unk>"
+# The specials every tokenizer trained here starts with, at ids 0..3 in this order.
 SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+
+# How each role is spelled in the vocabularies tformer reads, first match wins: its own, BERT's WordPiece
+# (vocab.txt, bert-base-uncased, MiniLM) and the SentencePiece family's (RoBERTa, BART, Marian).
+SPECIAL_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "pad": (PAD_TOKEN, "[PAD]"),
+    "unk": (UNK_TOKEN, "[UNK]"),
+    "bos": (BOS_TOKEN, "<s>"),
+    "eos": (EOS_TOKEN, "</s>"),
+    "cls": ("[CLS]",),
+    "sep": ("[SEP]",),
+    "mask": ("[MASK]", "<mask>"),
+}
+_REQUIRED_ROLES = ("pad", "unk")  # batching pads and encoding maps unknown text: every vocabulary needs both
 
 # Byte-level BPE starts from all 256 byte symbols, so a smaller vocabulary leaves no room for merges.
 _MIN_BPE_VOCAB = len(SPECIAL_TOKENS) + 256
@@ -33,40 +49,81 @@ _MIN_BPE_VOCAB = len(SPECIAL_TOKENS) + 256
 _UNLIMITED_VOCAB = 2**31 - 1
 
 
+@dataclass(frozen=True)
+class SpecialIds:
+    """The ids of a vocabulary's special tokens by role; None where the vocabulary has no such token."""
+
+    pad: int
+    unk: int
+    bos: int | None = None
+    eos: int | None = None
+    cls: int | None = None
+    sep: int | None = None
+    mask: int | None = None
+
+    @classmethod
+    def of(cls, backend: HFTokenizer) -> SpecialIds:
+        """The roles of the backend's special tokens (added tokens marked special), by SPECIAL_SPELLINGS."""
+        special = {t.content: i for i, t in backend.get_added_tokens_decoder().items() if t.special}
+        found = {
+            role: next((special[s] for s in spellings if s in special), None)
+            for role, spellings in SPECIAL_SPELLINGS.items()
+        }
+        missing = [role for role in _REQUIRED_ROLES if found[role] is None]
+        if missing:
+            expected = "; ".join(f"{role}: {' or '.join(SPECIAL_SPELLINGS[role])}" for role in missing)
+            raise ValueError(
+                f"the tokenizer has no special token for {', '.join(missing)} (expected {expected}; "
+                f"its special tokens: {sorted(special) or 'none'})"
+            )
+        return cls(**found)
+
+
 class Tokenizer:
-    """Text <-> token ids with the fixed special ids; wraps a HuggingFace `tokenizers.Tokenizer`."""
+    """Text <-> token ids, with the special tokens' ids read from the backend; wraps a HuggingFace
+    `tokenizers.Tokenizer`."""
 
     def __init__(self, backend: HFTokenizer) -> None:
         if not isinstance(backend, HFTokenizer):
             raise TypeError(f"backend must be a tokenizers.Tokenizer, got {type(backend).__name__}")
-        for expected_id, token in enumerate(SPECIAL_TOKENS):
-            found = backend.token_to_id(token)
-            if found != expected_id:
-                raise ValueError(
-                    f"special token {token!r} must have id {expected_id}, found {found}; "
-                    f"tformer tokenizers keep {list(SPECIAL_TOKENS)} at ids 0..3"
-                )
+        self.special_ids = SpecialIds.of(backend)
         # Not stored in the JSON, so it is set on every construction, including from_json.
         backend.encode_special_tokens = True
+        # A pretrained tokenizer.json may carry its library's truncation and padding settings (all-MiniLM's cuts
+        # at 128 tokens); encode returns every id of the text and batching pads, so neither may stay.
+        backend.no_truncation()
+        backend.no_padding()
         self._backend = backend
-        self._dropped_on_decode = frozenset((PAD_ID, BOS_ID, EOS_ID))
+        ids = self.special_ids
+        # Decoding drops the control tokens and keeps <unk>, so unknown input stays visible.
+        self._dropped_on_decode = frozenset(
+            i for i in (ids.pad, ids.bos, ids.eos, ids.cls, ids.sep, ids.mask) if i is not None
+        )
 
-    # Special ids are fixed module constants; properties keep call sites independent of that choice.
     @property
     def pad_id(self) -> int:
-        return PAD_ID
-
-    @property
-    def bos_id(self) -> int:
-        return BOS_ID
-
-    @property
-    def eos_id(self) -> int:
-        return EOS_ID
+        return self.special_ids.pad
 
     @property
     def unk_id(self) -> int:
-        return UNK_ID
+        return self.special_ids.unk
+
+    @property
+    def bos_id(self) -> int:
+        return self._required("bos")
+
+    @property
+    def eos_id(self) -> int:
+        return self._required("eos")
+
+    def _required(self, role: str) -> int:
+        token_id = getattr(self.special_ids, role)
+        if token_id is None:
+            raise ValueError(
+                f"this tokenizer has no {role} token (spelled {' or '.join(SPECIAL_SPELLINGS[role])}); "
+                f"its special tokens: {self.special_ids}"
+            )
+        return token_id
 
     @property
     def vocab_size(self) -> int:
@@ -91,8 +148,8 @@ class Tokenizer:
         return [e.ids for e in self._backend.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int], *, skip_special: bool = True) -> str:
-        """Text of `ids`. With `skip_special`, pad/bos/eos are dropped (wherever they are; nothing stops at
-        EOS) and <unk> is kept, so unknown input stays visible as "<unk>"."""
+        """Text of `ids`. With `skip_special`, pad/bos/eos/cls/sep/mask are dropped (wherever they are;
+        nothing stops at EOS) and <unk> is kept, so unknown input stays visible as "<unk>"."""
         id_list = _as_id_list(ids, vocab_size=self.vocab_size)
         if skip_special:
             id_list = [i for i in id_list if i not in self._dropped_on_decode]
@@ -124,6 +181,22 @@ class Tokenizer:
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer file {str(path)!r} does not exist (write one with save())")
         return cls.from_json(path.read_text(encoding="utf-8"))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> Tokenizer:
+        """The tokenizer of a HuggingFace-layout model folder: its tokenizer.json, or else its vocab.txt read
+        as BERT's WordPiece (lowercasing as tokenizer_config.json's do_lower_case says; default True, as
+        HuggingFace's BertTokenizer)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"pretrained tokenizer folder {str(folder)!r} does not exist")
+        if (folder / "tokenizer.json").is_file():
+            return cls.load(folder / "tokenizer.json")
+        if (folder / "vocab.txt").is_file():
+            return cls(_bert_wordpiece(folder / "vocab.txt", lowercase=_do_lower_case(folder)))
+        raise FileNotFoundError(
+            f"{folder} holds neither tokenizer.json nor vocab.txt: expected a HuggingFace model folder"
+        )
 
     def __repr__(self) -> str:
         model_type = type(self._backend.model).__name__
@@ -216,6 +289,43 @@ def train_word_tokenizer(
     backend.model = models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN)
     backend.add_special_tokens(list(SPECIAL_TOKENS))
     return Tokenizer(backend)
+
+
+def _bert_wordpiece(vocab_path: Path, *, lowercase: bool) -> HFTokenizer:
+    """BERT's tokenizer from its vocab.txt (one token per line, the line number is its id): BertNormalizer,
+    whitespace-and-punctuation pre-tokenizer, "##" continuations; the bracketed specials marked special."""
+    vocab: dict[str, int] = {}
+    for line_number, line in enumerate(vocab_path.read_text(encoding="utf-8").split("\n")[:-1], start=1):
+        token = line.rstrip("\r")
+        if token in vocab:
+            raise ValueError(
+                f"{vocab_path}:{line_number}: token {token!r} is already on line {vocab[token] + 1}; "
+                "every line of vocab.txt must be a different token"
+            )
+        vocab[token] = line_number - 1
+    backend = HFTokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    # strip_accents=None follows lowercase, as in BERT's BasicTokenizer.
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    bracketed = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t in vocab]
+    backend.add_special_tokens(bracketed)  # already in the vocabulary: they keep their ids
+    return backend
+
+
+def _do_lower_case(folder: Path) -> bool:
+    config_path = folder / "tokenizer_config.json"
+    if not config_path.is_file():
+        return True
+    try:
+        value = json.loads(config_path.read_text(encoding="utf-8")).get("do_lower_case", True)
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"{config_path}: not a JSON object ({error})") from None
+    if not isinstance(value, bool):
+        raise ValueError(f"{config_path}: do_lower_case must be true or false, got {value!r}")
+    return value
 
 
 def _checked_texts(texts: Iterable[str]) -> Iterable[str]:
