@@ -82,6 +82,15 @@ def test_translate_arguments_stdin_file_nbest_and_plot(trained, tmp_path, capsys
     scores = [float(line.split("\t")[1]) for line in lines[:2]]
     assert scores[0] >= scores[1]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    head_png = tmp_path / "head.png"
+    assert (
+        main([*args, "--plot-attention", str(head_png), "--attention-layer", "0", "--attention-head", "1"])
+        == 0
+    )
+    assert head_png.read_bytes() != png.read_bytes()  # another layer's head, another picture
+    capsys.readouterr()
+    assert main([*args, "--plot-attention", str(head_png), "--attention-head", "9"]) != 0
+    assert "head 9 is out of range" in capsys.readouterr().err
 
 
 def test_info_on_preset_and_checkpoint(trained, capsys):

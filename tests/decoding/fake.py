@@ -28,8 +28,7 @@ class ScriptedState:
 
     Each row remembers its sentence and the tokens it was fed, so the log-probabilities follow the rows through
     select and reorder exactly as a real cache would. A prefix missing from a dict script gets `default`.
-    `attention` is a marker, not a distribution: [sentence, step, token fed at this step], so a test can check
-    that each hypothesis carries the attention rows of its own history. Every call is recorded in `calls`.
+    Every call is recorded in `calls`.
     """
 
     def __init__(self, scripts: Sequence[Script], *, default: Sequence[float] | None = None) -> None:
@@ -50,13 +49,12 @@ class ScriptedState:
     def step(self, tokens: Tensor) -> StepOutput:
         assert tokens.shape == (len(self.fed), 1), tokens.shape
         self.calls.append(("step", [sentence for sentence, _ in self.fed]))
-        logits, markers = [], []
+        logits = []
         for (sentence, fed), token in zip(self.fed, tokens[:, 0].tolist(), strict=True):
             assert (token == BOS) == (not fed), f"row of sentence {sentence} fed {token} after {fed}"
             fed.append(token)
             logits.append([math.log(p) if p > 0 else -math.inf for p in self.probs(sentence, tuple(fed[1:]))])
-            markers.append([sentence, len(fed) - 1, token])
-        return StepOutput(logits=torch.tensor(logits), attention=torch.tensor(markers, dtype=torch.float))
+        return StepOutput(logits=torch.tensor(logits))
 
     def select(self, indices: Tensor) -> None:
         self.calls.append(("select", indices.tolist()))
@@ -67,13 +65,6 @@ class ScriptedState:
         new = [(self.fed[i][0], list(self.fed[i][1])) for i in indices.tolist()]
         assert [s for s, _ in new] == [s for s, _ in self.fed], "reorder moved a beam to another sentence"
         self.fed = new
-
-
-class NoAttentionState(ScriptedState):
-    """A state that, like a model asked for no weights, returns no attention."""
-
-    def step(self, tokens: Tensor) -> StepOutput:
-        return StepOutput(logits=super().step(tokens).logits)
 
 
 def random_script(seed: int, *, eos_boost: float = 0.6) -> Callable[[Prefix], list[float]]:
@@ -110,7 +101,6 @@ class FakeEncoderOutput:
 class FakeDecoderOutput:
     logits: Tensor
     cache: FakeCache | None
-    cross_attention: Tensor | None
 
 
 class FakeCache:
@@ -165,7 +155,6 @@ class CopyModel:
         memory: Tensor,
         memory_mask: Tensor,
         cache: FakeCache | None = None,
-        need_weights: bool = False,
     ) -> FakeDecoderOutput:
         assert memory.size(0) == tgt_ids.size(0) == memory_mask.size(0)
         self.caches_seen.append(cache)
@@ -173,7 +162,6 @@ class CopyModel:
         source_length = memory.size(1)
         positions = torch.arange(start, start + tgt_ids.size(1)).clamp(max=source_length - 1)  # Long[T]
         logits = self.sharpness * memory[:, positions]  # Float[B, T, V]
-        attention = F.one_hot(positions, source_length).float().expand(tgt_ids.size(0), -1, -1)  # [B, T, S]
         if cache is not None:
             cache.append(tgt_ids)
-        return FakeDecoderOutput(logits, cache, attention if need_weights else None)
+        return FakeDecoderOutput(logits, cache)

@@ -16,7 +16,6 @@ from .fake import (
     B,
     C,
     CopyModel,
-    NoAttentionState,
     ScriptedState,
     random_script,
     sequence_log_prob,
@@ -191,27 +190,13 @@ def test_batch_gives_each_sentence_its_solo_result_and_drops_finished_sentences(
     assert any(call == "select" and len(rows) < 12 for call, rows in state.calls[2:])
 
 
-def test_attention_follows_each_hypothesis_history():
-    scripts = [SCRIPT_1, random_script(3)]
-    batch, _ = run_beam(scripts, beam_size=3, n_best=3, length_penalty=1.0, return_attention=True)
-    for sentence, hyps in enumerate(batch):
-        for h in hyps:
-            fed = [BOS, *h.tokens][: h.attention.size(0)]
-            markers = [[sentence, step, token] for step, token in enumerate(fed)]
-            assert h.attention.tolist() == markers
-
-
-def test_cross_attention_comes_from_a_seq2seq_model():
+def test_beam_search_through_seq2seq_state_copies_the_source():
     model = CopyModel(vocab_size=6)
     src = torch.tensor([[3, 4, 2, 0], [5, 2, 0, 0]])  # pad 0, BOS 1, EOS 2
-    state = Seq2SeqState(model, src, need_weights=True)
-    batch = beam_search(
-        state, batch_size=2, bos_id=1, eos_id=2, beam_size=2, max_new_tokens=6, return_attention=True
-    )
+    state = Seq2SeqState(model, src)
+    batch = beam_search(state, batch_size=2, bos_id=1, eos_id=2, beam_size=2, max_new_tokens=6)
     assert model.encode_calls == 1
     assert [hyps[0].tokens for hyps in batch] == [[3, 4], [5]]
-    assert torch.equal(batch[0][0].attention, torch.eye(4)[:3])
-    assert torch.equal(batch[1][0].attention, torch.eye(4)[:2])
     assert state.cache.calls[0] == ("select", [0, 0, 1, 1])
 
 
@@ -228,6 +213,4 @@ def test_invalid_arguments_are_rejected():
     ]:
         with pytest.raises(ValueError, match=message):
             beam_search(ScriptedState([SCRIPT_1], default=DEFAULT), **{**good, **bad})
-    with pytest.raises(ValueError, match="return_attention"):
-        beam_search(NoAttentionState([SCRIPT_1], default=DEFAULT), **good, return_attention=True)
     assert state.calls == []

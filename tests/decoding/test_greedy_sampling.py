@@ -15,7 +15,6 @@ from .fake import (
     EOS,
     A,
     CopyModel,
-    NoAttentionState,
     ScriptedState,
     random_script,
     sequence_log_prob,
@@ -55,11 +54,10 @@ def run_sample(scripts, *, seed=0, max_new_tokens=6, **options):
 
 
 def test_greedy_takes_the_most_likely_token_and_scores_it():
-    (hyp,), state = run_greedy([SCRIPT], return_attention=True)
+    (hyp,), state = run_greedy([SCRIPT])
     assert hyp.tokens == [A]
     assert hyp.log_prob == pytest.approx(math.log(0.4 * 0.7), rel=1e-6)
     assert hyp.score == hyp.log_prob
-    assert hyp.attention.tolist() == [[0, 0, BOS], [0, 1, A]]  # one row per emitted token, EOS included
 
 
 def test_min_new_tokens_forbids_eos_but_keeps_model_log_probs():
@@ -70,22 +68,18 @@ def test_min_new_tokens_forbids_eos_but_keeps_model_log_probs():
 
 
 def test_max_new_tokens_cuts_without_eos():
-    (hyp,), _ = run_greedy([SCRIPT], max_new_tokens=1, return_attention=True)
+    (hyp,), _ = run_greedy([SCRIPT], max_new_tokens=1)
     assert hyp.tokens == [A]
     assert hyp.log_prob == pytest.approx(math.log(0.4), rel=1e-6)
-    assert hyp.attention.shape == (1, 3)
 
 
 def test_greedy_batch_keeps_input_order_and_drops_finished_rows():
     scripts = [random_script(1), SCRIPT, random_script(2), {(): [0, 0.9, 0.05, 0.03, 0.02]}]
-    batch, state = run_greedy(scripts, return_attention=True)
+    batch, state = run_greedy(scripts)
     for sentence, script in enumerate(scripts):
-        (alone,), _ = run_greedy([script], return_attention=True)
+        (alone,), _ = run_greedy([script])
         assert batch[sentence].tokens == alone.tokens
         assert batch[sentence].log_prob == pytest.approx(alone.log_prob, abs=1e-6)
-        # Attention markers are [sentence, step, fed token]; alone, every sentence is sentence 0.
-        assert torch.equal(batch[sentence].attention[:, 1:], alone.attention[:, 1:])
-        assert (batch[sentence].attention[:, 0] == sentence).all()
     # Sentence 3 ends at step 1 and sentence 1 at step 2: each leaves the batch right away.
     assert state.calls[:4] == [
         ("step", [0, 1, 2, 3]),
@@ -120,15 +114,6 @@ def test_greedy_rejects_bad_arguments():
                 ScriptedState([SCRIPT]),
                 **{**dict(batch_size=1, bos_id=BOS, eos_id=EOS, max_new_tokens=6), **bad},
             )
-    with pytest.raises(ValueError, match="return_attention"):
-        greedy_search(
-            NoAttentionState([SCRIPT]),
-            batch_size=1,
-            bos_id=BOS,
-            eos_id=EOS,
-            max_new_tokens=2,
-            return_attention=True,
-        )
 
 
 # filter_logits on a hand-built distribution, in scrambled vocabulary order: sorted it is .5 .2 .15 .1 .05.
@@ -260,13 +245,12 @@ def test_sample_rejects_bad_arguments(options, message):
 def test_seq2seq_state_encodes_once_and_moves_memory_with_select():
     model = CopyModel(vocab_size=6)
     src = torch.tensor([[3, 4, 2, 0], [5, 2, 0, 0], [4, 4, 5, 2]])
-    state = Seq2SeqState(model, src, need_weights=True, max_length=9)
+    state = Seq2SeqState(model, src, max_length=9)
     memory = state.memory.clone()
     assert state.cache.max_length == 9
 
     out = state.step(torch.full((3, 1), 1))
     assert torch.equal(out.logits, 5.0 * memory[:, 0])  # the last (only) position of Float[B, T, V]
-    assert torch.equal(out.attention, torch.tensor([[1.0, 0, 0, 0]] * 3))
     state.select(torch.tensor([2, 2, 0]))
     assert torch.equal(state.memory, memory[[2, 2, 0]])
     assert torch.equal(state.memory_mask, (src != 0)[[2, 2, 0]])
@@ -283,18 +267,11 @@ def test_seq2seq_state_encodes_once_and_moves_memory_with_select():
 def test_greedy_through_seq2seq_state_copies_the_source():
     model = CopyModel(vocab_size=6)
     src = torch.tensor([[3, 2, 0, 0], [4, 5, 3, 2]])  # sentence 0 ends first, so its row must leave
-    state = Seq2SeqState(model, src, need_weights=True)
-    hyps = greedy_search(state, batch_size=2, bos_id=1, eos_id=2, max_new_tokens=8, return_attention=True)
+    state = Seq2SeqState(model, src)
+    hyps = greedy_search(state, batch_size=2, bos_id=1, eos_id=2, max_new_tokens=8)
     assert [h.tokens for h in hyps] == [[3], [4, 5, 3]]
-    assert torch.equal(hyps[0].attention, torch.eye(4)[:2])
-    assert torch.equal(hyps[1].attention, torch.eye(4))
     assert state.cache.calls == [("select", [1])]
     assert model.encode_calls == 1
-
-
-def test_seq2seq_state_without_weights_returns_no_attention():
-    state = Seq2SeqState(CopyModel(vocab_size=6), torch.tensor([[3, 2]]))
-    assert state.step(torch.tensor([[1]])).attention is None
 
 
 def test_seq2seq_state_needs_its_cache_back():

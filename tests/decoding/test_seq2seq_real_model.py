@@ -134,32 +134,6 @@ def test_sampling_with_the_same_generator_seed_is_reproducible(model):
     assert draw(seed=4, global_seed=0) != first  # the generator really drives the draws
 
 
-def test_greedy_cross_attention_has_one_row_per_emitted_token_over_real_source_tokens(model):
-    ids, mask = source_batch(SOURCES, extra_padding=3)
-    hyps = greedy_search(
-        Seq2SeqState(model, ids, mask, need_weights=True),
-        batch_size=len(SOURCES),
-        bos_id=BOS,
-        eos_id=EOS,
-        max_new_tokens=MAX_NEW_TOKENS,
-        return_attention=True,
-    )
-    for i, h in enumerate(hyps):
-        ended_with_eos = len(h.tokens) < MAX_NEW_TOKENS
-        n_real = len(SOURCES[i]) + 1  # + EOS
-        assert h.attention.shape == (len(h.tokens) + ended_with_eos, ids.size(1))
-        torch.testing.assert_close(h.attention.sum(dim=-1), torch.ones(h.attention.size(0)))
-        assert torch.all(h.attention[:, n_real:] == 0)
-        # Row t is the cross-attention of teacher-forced decoding of the same prefix, sentence decoded alone.
-        alone_ids, alone_mask = source_batch([SOURCES[i]])
-        encoded = model.encode(alone_ids, alone_mask)
-        prefix = torch.tensor([[BOS, *h.tokens]])[:, : h.attention.size(0)]  # Long[1, len]
-        reference = model.decode(
-            prefix, memory=encoded.memory, memory_mask=encoded.memory_mask, need_weights=True
-        ).cross_attention[0]  # Float[len, n_real]
-        torch.testing.assert_close(h.attention[:, :n_real], reference, atol=1e-5, rtol=0)
-
-
 @pytest.mark.parametrize("search", ["greedy", "beam"])
 def test_the_source_is_encoded_once(model, search, monkeypatch):
     calls = []

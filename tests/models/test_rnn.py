@@ -14,7 +14,6 @@ from tformer.data.batching import make_seq2seq_batch, pad_sequences
 from tformer.decoding import Seq2SeqState, beam_search, greedy_search
 from tformer.decoding.causal_lm import SamplingConfig, generate_tokens
 from tformer.models.rnn import (
-    AdditiveAttention,
     LSTMAttentionSeq2Seq,
     LSTMCache,
     LSTMLanguageModel,
@@ -57,29 +56,6 @@ def eos_model() -> LSTMAttentionSeq2Seq:
         for param in model.parameters():
             param.mul_(8.0)
     return model
-
-
-def test_additive_attention_matches_the_formula_and_ignores_padding():
-    torch.manual_seed(0)
-    attention = AdditiveAttention(6, 4, 5)
-    query, memory = torch.randn(2, 6), torch.randn(2, 3, 4)
-    mask = torch.tensor([[True, True, True], [True, True, False]])
-    context, weights = attention(
-        query, memory=memory, memory_keys=attention.memory_proj(memory), memory_mask=mask
-    )
-    w_q, w_m, b_m, v = (
-        attention.query_proj.weight,
-        attention.memory_proj.weight,
-        attention.memory_proj.bias,
-        attention.score.weight[0],
-    )
-    for b in range(2):
-        n = int(mask[b].sum())
-        scores = torch.stack([v @ torch.tanh(w_q @ query[b] + w_m @ memory[b, j] + b_m) for j in range(n)])
-        expected = scores.softmax(dim=0)
-        torch.testing.assert_close(weights[b, :n], expected)
-        assert torch.all(weights[b, n:] == 0)
-        torch.testing.assert_close(context[b], expected @ memory[b, :n])
 
 
 def test_attention_weights_are_zero_on_padding_and_sum_to_one_over_real_tokens():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tformer.nn.attention import AttentionKind, MultiHeadAttention, attend
+from tformer.nn.attention import AdditiveAttention, AttentionKind, MultiHeadAttention, attend
 from tformer.nn.kv_cache import LayerKV
 from tformer.nn.masks import causal_mask, key_mask, padding_mask
 
@@ -145,3 +145,26 @@ def test_invalid_head_counts_are_rejected():
 def test_padding_mask_polarity():
     ids = torch.tensor([[5, 6, 0, 0]])
     assert padding_mask(ids, pad_id=0).tolist() == [[True, True, False, False]]
+
+
+def test_additive_attention_matches_the_formula_and_ignores_padding():
+    torch.manual_seed(0)
+    attention = AdditiveAttention(6, 4, 5)
+    query, memory = torch.randn(2, 6), torch.randn(2, 3, 4)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    context, weights = attention(
+        query, memory=memory, memory_keys=attention.memory_proj(memory), memory_mask=mask
+    )
+    w_q, w_m, b_m, v = (
+        attention.query_proj.weight,
+        attention.memory_proj.weight,
+        attention.memory_proj.bias,
+        attention.score.weight[0],
+    )
+    for b in range(2):
+        n = int(mask[b].sum())
+        scores = torch.stack([v @ torch.tanh(w_q @ query[b] + w_m @ memory[b, j] + b_m) for j in range(n)])
+        expected = scores.softmax(dim=0)
+        torch.testing.assert_close(weights[b, :n], expected)
+        assert torch.all(weights[b, n:] == 0)
+        torch.testing.assert_close(context[b], expected @ memory[b, :n])

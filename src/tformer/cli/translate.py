@@ -41,6 +41,20 @@ def add_parser(sub) -> None:
         metavar="FILE.png",
         help="cross-attention heatmap of the first sentence",
     )
+    p.add_argument(
+        "--attention-layer",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="decoder layer of the heatmap, from 0; negative counts from the last (default: -1, the last)",
+    )
+    p.add_argument(
+        "--attention-head",
+        type=int,
+        default=None,
+        metavar="H",
+        help="attention head of the heatmap, from 0 (default: the mean of the layer's heads)",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(run=run)
 
@@ -150,12 +164,17 @@ def run(args: argparse.Namespace) -> int:
         config=decode,
         batch_size=args.batch_size,
         n_best=args.n_best,
-        return_attention=args.plot_attention is not None,
     )
     _write((_format(r, args.n_best) for r in results), args.output)
     if args.plot_attention:
         png = plot_translation_attention(
-            trained.tokenizers, prepared[0], results[0], path=args.plot_attention
+            trained.model,
+            trained.tokenizers,
+            prepared[0],
+            results[0],
+            path=args.plot_attention,
+            layer=args.attention_layer,
+            head=args.attention_head,
         )
         print(f"attention map: {png}", file=sys.stderr)
     return 0

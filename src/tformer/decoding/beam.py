@@ -37,7 +37,6 @@ def beam_search(
     min_new_tokens: int = 0,
     length_penalty: float = 1.0,
     n_best: int = 1,
-    return_attention: bool = False,
 ) -> list[list[Hypothesis]]:
     """Return the `n_best` best hypotheses of every sentence, best first, sentences in input order.
 
@@ -55,7 +54,6 @@ def beam_search(
         max_new_tokens=max_new_tokens,
         min_new_tokens=min_new_tokens,
         length_penalty=length_penalty,
-        return_attention=return_attention,
     )
     finished = [_BestFinished(n_best) for _ in range(batch_size)]
     # One beam per sentence at first, so that the k beams of the first step are k different tokens.
@@ -63,12 +61,11 @@ def beam_search(
         sentences=list(range(batch_size)),
         tokens=torch.empty(batch_size, 0, dtype=torch.long),
         log_probs=torch.zeros(batch_size, 1),
-        attention=None,
     )
     last = torch.full((batch_size, 1), bos_id, dtype=torch.long)  # Long[N * n_beams, 1]
     for step in range(1, max_new_tokens + 1):
         out = state.step(last)
-        check_step(out, rows=beams.tokens.size(0), eos_id=eos_id, need_attention=return_attention)
+        check_step(out, rows=beams.tokens.size(0), eos_id=eos_id)
         if step == 1 and beam_size >= out.logits.size(1):
             raise ValueError(
                 f"beam_size must be smaller than the vocabulary ({out.logits.size(1)}), got {beam_size}"
@@ -78,7 +75,7 @@ def beam_search(
         if step == max_new_tokens:
             histories = beams.tokens.tolist()
             for row, (sentence, log_prob) in enumerate(beams.flat(log_probs)):
-                finished[sentence].add(beams.hypothesis(row, histories[row], log_prob, step, length_penalty))
+                finished[sentence].add(_finished(histories[row], log_prob, step, length_penalty))
             break
         running = _can_still_improve(beams, log_probs, finished, step=step, search=search)
         if not any(running):
@@ -95,14 +92,13 @@ class _Beams:
     sentences: list[int]  # input index of each active sentence
     tokens: Tensor  # Long[N * n_beams, t]: tokens after BOS
     log_probs: Tensor  # Float[N, n_beams]
-    attention: Tensor | None  # Float[N * n_beams, t, S]
 
     @property
     def n_beams(self) -> int:
         return self.log_probs.size(1)
 
     def to(self, device: torch.device) -> _Beams:
-        return _Beams(self.sentences, self.tokens.to(device), self.log_probs.to(device), self.attention)
+        return _Beams(self.sentences, self.tokens.to(device), self.log_probs.to(device))
 
     def extend(self, rows: Tensor, tokens: Tensor, log_probs: Tensor) -> _Beams:
         """New beams: row i continues old row rows[i] with tokens.view(-1)[i]; log_probs is Float[N, k]."""
@@ -110,7 +106,6 @@ class _Beams:
             sentences=self.sentences,
             tokens=torch.cat([self.tokens[rows], tokens.view(-1, 1)], dim=1),  # Long[N * k, t + 1]
             log_probs=log_probs,
-            attention=None if self.attention is None else self.attention[rows],
         )
 
     def flat(self, per_sentence: list[list[float]]) -> list[tuple[int, float]]:
@@ -121,18 +116,6 @@ class _Beams:
             for value in values
         ]
 
-    def hypothesis(
-        self, row: int, tokens: list[int], log_prob: float, length: int, length_penalty: float
-    ) -> Hypothesis:
-        """Row `row`, whose tokens are `tokens`, as a finished hypothesis of `length` tokens (EOS included)."""
-        return Hypothesis(
-            tokens=tokens,
-            score=log_prob / _lp(length, length_penalty),
-            log_prob=log_prob,
-            # A copy, so a finished hypothesis does not keep the whole beam's attention history alive.
-            attention=None if self.attention is None else self.attention[row].clone(),  # Float[length, S]
-        )
-
     def keep(self, kept: list[int]) -> _Beams:
         """Only the sentences at positions `kept` (ascending)."""
         indices = torch.tensor(kept, device=self.tokens.device)  # Long[N']
@@ -141,7 +124,6 @@ class _Beams:
             sentences=[self.sentences[i] for i in kept],
             tokens=self.tokens.index_select(0, rows),
             log_probs=self.log_probs.index_select(0, indices),
-            attention=None if self.attention is None else self.attention.index_select(0, rows),
         )
 
 
@@ -173,7 +155,6 @@ class _Search:
     max_new_tokens: int
     min_new_tokens: int
     length_penalty: float
-    return_attention: bool
 
 
 def _advance(
@@ -186,8 +167,6 @@ def _advance(
     beams' log-probs as host lists [N][k].
     """
     beams = beams.to(out.logits.device)
-    if search.return_attention:
-        beams.attention = _append(beams.attention, out.attention[:, None])  # Float[N * n_beams, t + 1, S]
     log_probs = out.logits.float().log_softmax(dim=-1)  # Float[N * n_beams, V]
     if step <= search.min_new_tokens:
         log_probs = forbid_token(log_probs, search.eos_id)
@@ -206,8 +185,8 @@ def _advance(
     if finishing:
         finishing_rows = [int(ended_rows[i][rank]) for i, rank in finishing]
         histories = beams.tokens[finishing_rows].tolist()  # a second read, only on a step where beams end
-        for (i, rank), row, history in zip(finishing, finishing_rows, histories, strict=True):
-            hypothesis = beams.hypothesis(row, history, ended_scores[i][rank], step, search.length_penalty)
+        for (i, rank), history in zip(finishing, histories, strict=True):
+            hypothesis = _finished(history, ended_scores[i][rank], step, search.length_penalty)
             finished[beams.sentences[i]].add(hypothesis)
     return beams.extend(new_rows.view(-1), new_tokens, new_scores), new_rows, kept_scores
 
@@ -257,8 +236,9 @@ def _top_candidates(log_probs: Tensor, beam_log_probs: Tensor, *, size: int) -> 
     return scores, first_row + flat // vocab, flat % vocab
 
 
-def _append(history: Tensor | None, new: Tensor) -> Tensor:
-    return new if history is None else torch.cat([history, new], dim=1)
+def _finished(tokens: list[int], log_prob: float, length: int, length_penalty: float) -> Hypothesis:
+    """A finished hypothesis of `length` tokens (EOS included, when emitted), scored with the length penalty."""
+    return Hypothesis(tokens=tokens, score=log_prob / _lp(length, length_penalty), log_prob=log_prob)
 
 
 def _lp(length: int, alpha: float) -> float:

@@ -29,7 +29,6 @@ def greedy_search(
     eos_id: int,
     max_new_tokens: int,
     min_new_tokens: int = 0,
-    return_attention: bool = False,
 ) -> list[Hypothesis]:
     """Take the most likely token at every step. One hypothesis per sentence, in input order; score = log_prob."""
     return decode_single_path(
@@ -40,7 +39,6 @@ def greedy_search(
         eos_id=eos_id,
         max_new_tokens=max_new_tokens,
         min_new_tokens=min_new_tokens,
-        return_attention=return_attention,
     )
 
 
@@ -53,7 +51,6 @@ def decode_single_path(
     eos_id: int,
     max_new_tokens: int,
     min_new_tokens: int,
-    return_attention: bool,
 ) -> list[Hypothesis]:
     """Extend each sentence by `choose` until EOS or `max_new_tokens`; finished rows leave the state's batch.
 
@@ -64,12 +61,11 @@ def decode_single_path(
     check_lengths(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
     tokens: list[list[int]] = [[] for _ in range(batch_size)]
     log_probs = [0.0] * batch_size
-    attention: list[list[Tensor]] = [[] for _ in range(batch_size)]
     sentence_of_row = list(range(batch_size))
     last = torch.full((batch_size, 1), bos_id, dtype=torch.long)  # Long[B, 1]
     for step in range(1, max_new_tokens + 1):
         out = state.step(last)
-        check_step(out, rows=len(sentence_of_row), eos_id=eos_id, need_attention=return_attention)
+        check_step(out, rows=len(sentence_of_row), eos_id=eos_id)
         allowed = forbid_token(out.logits, eos_id) if step <= min_new_tokens else out.logits
         chosen = choose(allowed)  # Long[B]
         chosen_log_probs = out.logits.float().log_softmax(dim=-1).gather(1, chosen[:, None]).squeeze(1)  # [B]
@@ -84,8 +80,6 @@ def decode_single_path(
             if token != eos_id:
                 tokens[sentence].append(token)
                 running.append(row)
-            if return_attention:
-                attention[sentence].append(out.attention[row])
         if step == max_new_tokens or not running:
             break
         if len(running) < len(sentence_of_row):
@@ -95,11 +89,5 @@ def decode_single_path(
             chosen = chosen.index_select(0, keep)
         last = chosen.unsqueeze(1)  # Long[B', 1]
     return [
-        Hypothesis(
-            tokens=tokens[i],
-            score=log_probs[i],
-            log_prob=log_probs[i],
-            attention=torch.stack(attention[i]) if return_attention else None,  # Float[len, S]
-        )
-        for i in range(batch_size)
+        Hypothesis(tokens=tokens[i], score=log_probs[i], log_prob=log_probs[i]) for i in range(batch_size)
     ]

@@ -22,7 +22,6 @@ def sample(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
-    return_attention: bool = False,
 ) -> list[Hypothesis]:
     """Draw one continuation per sentence from softmax(filter(logits / temperature)).
 
@@ -46,7 +45,6 @@ def sample(
         eos_id=eos_id,
         max_new_tokens=max_new_tokens,
         min_new_tokens=min_new_tokens,
-        return_attention=return_attention,
     )
 
 

@@ -22,7 +22,6 @@ class StepOutput:
     """Scores for the next token of every active row."""
 
     logits: Tensor  # Float[B, V]
-    attention: Tensor | None = None  # Float[B, S]: cross-attention of this step, when the state computes it
 
 
 class DecoderState(Protocol):
@@ -48,7 +47,6 @@ class Hypothesis:
     tokens: list[int]
     score: float
     log_prob: float
-    attention: Tensor | None = None  # Float[len, S]: one row per emitted token, EOS included
 
 
 class Seq2SeqModel(Protocol):
@@ -63,7 +61,6 @@ class Seq2SeqModel(Protocol):
         memory: Tensor,
         memory_mask: Tensor,
         cache: KVCache | None = None,
-        need_weights: bool = False,
     ) -> Any: ...
 
     def new_cache(self, *, max_length: int | None = None) -> KVCache: ...
@@ -78,7 +75,6 @@ class Seq2SeqState:
         src_ids: Tensor,
         src_mask: Tensor | None = None,
         *,
-        need_weights: bool = False,
         max_length: int | None = None,
         compile: bool = False,
     ) -> None:
@@ -87,7 +83,6 @@ class Seq2SeqState:
         the graph fuses the step's small kernels, which a GPU otherwise launches one by one. It compiles on
         the first batch (seconds on a GPU, tens of seconds of C++ on a CPU) and pays off over many."""
         self.model = model
-        self.need_weights = need_weights
         with torch.no_grad():
             encoded = model.encode(src_ids, src_mask)
         self.memory: Tensor = encoded.memory  # Float[B, S, D]
@@ -102,15 +97,13 @@ class Seq2SeqState:
             memory=self.memory,
             memory_mask=self.memory_mask,
             cache=self.cache,
-            need_weights=self.need_weights,
         )
         if out.cache is None:
             raise TypeError(
                 "model.decode returned cache=None; Seq2SeqState needs a model that returns its KVCache"
             )
         self.cache = out.cache
-        attention = None if out.cross_attention is None else out.cross_attention[:, -1]  # Float[B, S]
-        return StepOutput(logits=out.logits[:, -1], attention=attention)  # logits Float[B, V]
+        return StepOutput(logits=out.logits[:, -1])  # Float[B, V]
 
     def select(self, indices: Tensor) -> None:
         indices = indices.to(self.memory.device)
@@ -140,8 +133,8 @@ def check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
 
 
-def check_step(out: StepOutput, *, rows: int, eos_id: int, need_attention: bool) -> None:
-    """Catch a state that disagrees with the search about the batch, the vocabulary or attention."""
+def check_step(out: StepOutput, *, rows: int, eos_id: int) -> None:
+    """Catch a state that disagrees with the search about the batch or the vocabulary."""
     if out.logits.dim() != 2 or out.logits.size(0) != rows:
         raise ValueError(
             f"the decoder state returned logits of shape {tuple(out.logits.shape)}, expected ({rows}, vocab_size);"
@@ -149,11 +142,6 @@ def check_step(out: StepOutput, *, rows: int, eos_id: int, need_attention: bool)
         )
     if not 0 <= eos_id < out.logits.size(1):
         raise ValueError(f"eos_id={eos_id} is outside the vocabulary [0, {out.logits.size(1)})")
-    if need_attention and out.attention is None:
-        raise ValueError(
-            "return_attention=True needs a state that returns cross-attention, "
-            "e.g. Seq2SeqState(..., need_weights=True)"
-        )
 
 
 def forbid_token(scores: Tensor, token: int) -> Tensor:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tformer.models.outputs import DecoderOutput, EncoderOutput, LMOutput, Seq2SeqOutput, select_positions
+from tformer.nn.attention import AdditiveAttention
 from tformer.nn.dropout import Dropout
 from tformer.nn.heads import apply_lm_head, check_adaptive_softmax, language_model_head
 from tformer.nn.masks import padding_mask
@@ -100,31 +101,6 @@ class LSTMCache:
         self.reorder(indices)
         if self.memory_keys is not None:
             self.memory_keys = self.memory_keys.index_select(0, indices)
-
-
-class AdditiveAttention(nn.Module):
-    """score(s, m_j) = v . tanh(W_q s + W_m m_j) (Bahdanau et al. 2015, eq. 6), softmax over real positions."""
-
-    def __init__(self, d_query: int, d_memory: int, d_attention: int) -> None:
-        super().__init__()
-        self.query_proj = nn.Linear(d_query, d_attention, bias=False)
-        self.memory_proj = nn.Linear(d_memory, d_attention)
-        self.score = nn.Linear(d_attention, 1, bias=False)
-
-    def forward(
-        self, query: Tensor, *, memory: Tensor, memory_keys: Tensor, memory_mask: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """query [B, H], memory [B, S, D], memory_keys = memory_proj(memory) [B, S, A] -> (context [B, D],
-        weights [B, S]); the weights are exactly 0 where memory_mask is False, so a row with no real memory
-        position gets a zero context (as nn.attention does), never NaN."""
-        energy = torch.tanh(memory_keys + self.query_proj(query).unsqueeze(1))  # [B, S, A]
-        scores = self.score(energy).squeeze(-1)  # [B, S]
-        # The most negative finite score, not -inf: an all-masked row then softmaxes to finite values
-        # that the masked_fill below zeroes; elsewhere exp(min - max) is already exactly 0.
-        scores = scores.masked_fill(~memory_mask, torch.finfo(scores.dtype).min)
-        weights = scores.softmax(dim=-1).masked_fill(~memory_mask, 0.0)
-        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)  # [B, 1, S] @ [B, S, D] -> [B, D]
-        return context, weights
 
 
 class LSTMAttentionSeq2Seq(nn.Module):

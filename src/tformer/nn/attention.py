@@ -9,6 +9,8 @@ Attention(Q, K, V) = softmax(Q K^T / sqrt(K)) V, computed by one of two paths th
   tests). It also trains with attention dropout on CPU: there SDPA runs its own unfused math path anyway, and
   this one draws the dropout mask with tformer's cheaper dropout (nn/dropout.py).
 Both treat a query row whose keys are *all* masked the same way: its output (and weights) are zero, never NaN.
+
+`AdditiveAttention` is the recurrent baseline's (Bahdanau et al. 2015): one query vector per decoder step.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import enum
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -195,3 +198,28 @@ class MultiHeadAttention(nn.Module):
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # [B, H, T, K] -> [B, T, D]
         return self.out_proj(out), weights
+
+
+class AdditiveAttention(nn.Module):
+    """score(s, m_j) = v . tanh(W_q s + W_m m_j) (Bahdanau et al. 2015, eq. 6), softmax over real positions."""
+
+    def __init__(self, d_query: int, d_memory: int, d_attention: int) -> None:
+        super().__init__()
+        self.query_proj = nn.Linear(d_query, d_attention, bias=False)
+        self.memory_proj = nn.Linear(d_memory, d_attention)
+        self.score = nn.Linear(d_attention, 1, bias=False)
+
+    def forward(
+        self, query: Tensor, *, memory: Tensor, memory_keys: Tensor, memory_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """query [B, H], memory [B, S, D], memory_keys = memory_proj(memory) [B, S, A] -> (context [B, D],
+        weights [B, S]); the weights are exactly 0 where memory_mask is False, so a row with no real memory
+        position gets a zero context (as nn.attention does), never NaN."""
+        energy = torch.tanh(memory_keys + self.query_proj(query).unsqueeze(1))  # [B, S, A]
+        scores = self.score(energy).squeeze(-1)  # [B, S]
+        # The most negative finite score, not -inf: an all-masked row then softmaxes to finite values
+        # that the masked_fill below zeroes; elsewhere exp(min - max) is already exactly 0.
+        scores = scores.masked_fill(~memory_mask, torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=-1).masked_fill(~memory_mask, 0.0)
+        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)  # [B, 1, S] @ [B, S, D] -> [B, D]
+        return context, weights

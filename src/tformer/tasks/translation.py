@@ -31,6 +31,7 @@ from tformer.tasks.translation_data import TranslationDataConfig, build_tokenize
 from tformer.training.losses import LossOutput, label_smoothed_cross_entropy, total_loss
 from tformer.training.trainer import TrainConfig
 from tformer.viz.attention import plot_attention
+from tformer.viz.capture import capture_attention
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,6 @@ class Translation:
     text: str
     score: float
     tokens: list[int]
-    attention: torch.Tensor | None = None  # [target tokens incl. EOS, source tokens incl. EOS]
     alternatives: list[tuple[str, float]] = field(default_factory=list)  # the n-best list, best first
 
 
@@ -170,7 +170,6 @@ def translate(
     config: DecodeConfig,
     batch_size: int = 64,
     n_best: int = 1,
-    return_attention: bool = False,
 ) -> list[Translation]:
     """Decode sentences in length-sorted batches (less padding), returned in input order."""
     was_training = model.training
@@ -192,7 +191,6 @@ def translate(
                 config=config,
                 limit=config.max_new_tokens,
                 n_best=n_best,
-                return_attention=return_attention,
             )
             for i, nbest in zip(chunk, hyps, strict=True):
                 best = nbest[0]
@@ -200,8 +198,6 @@ def translate(
                     text=target.decode(best.tokens),
                     score=best.score,
                     tokens=best.tokens,
-                    # the batch pads sources to its longest: keep this sentence's own columns
-                    attention=None if best.attention is None else best.attention[:, : len(encoded[i])],
                     alternatives=[(target.decode(h.tokens), h.score) for h in nbest],
                 )
     finally:
@@ -218,15 +214,13 @@ def _search(
     config: DecodeConfig,
     limit: int,
     n_best: int,
-    return_attention: bool,
 ) -> list[list[Hypothesis]]:
-    state = Seq2SeqState(model, src_ids, src_mask, need_weights=return_attention)
+    state = Seq2SeqState(model, src_ids, src_mask)
     common = dict(
         batch_size=src_ids.shape[0],
         bos_id=target.bos_id,
         eos_id=target.eos_id,
         max_new_tokens=limit,
-        return_attention=return_attention,
     )
     if config.beam_size == 1 and n_best == 1:
         return [[h] for h in greedy_search(state, **common)]
@@ -239,23 +233,63 @@ def _search(
     )
 
 
-def plot_translation_attention(
-    tokenizers: TokenizerPair, sentence: str, result: Translation, *, path: Path
-) -> Path:
-    """Cross-attention heatmap of one translation: source tokens (and EOS) across, output tokens down."""
-    if result.attention is None:
+def translation_attention(
+    model: nn.Module,
+    tokenizers: TokenizerPair,
+    sentence: str,
+    result: Translation,
+    *,
+    layer: int = -1,
+    head: int | None = None,
+) -> torch.Tensor:
+    """Float[T + 1, S]: the cross-attention of `layer` (head `head`, or the mean of the heads) while the model
+    wrote each token of `result` and then the end, over the source tokens and EOS.
+
+    Recomputed by one teacher-forced pass over the output, which a causal decoder computes exactly as it did
+    token by token, so the search itself never carries attention weights."""
+    source, target = tokenizers.source, tokenizers.target
+    device = next(model.parameters()).device
+    src_ids = torch.tensor([source.encode(sentence) + [source.eos_id]], device=device)  # [1, S]
+    tgt_ids = torch.tensor([[target.bos_id, *result.tokens]], device=device)  # [1, T + 1]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), capture_attention(model) as maps:
+            model(src_ids, tgt_ids)
+    finally:
+        model.train(was_training)
+    weights = maps.cross_attention(layer=layer)[0]  # [H, T + 1, S]
+    if head is None:
+        return weights.mean(dim=0)
+    if not 0 <= head < weights.shape[0]:
         raise ValueError(
-            "this translation carries no attention weights: translate with return_attention=True"
+            f"head {head} is out of range: the layer has {weights.shape[0]} head(s), 0..{weights.shape[0] - 1}"
         )
+    return weights[head]
+
+
+def plot_translation_attention(
+    model: nn.Module,
+    tokenizers: TokenizerPair,
+    sentence: str,
+    result: Translation,
+    *,
+    path: Path,
+    layer: int = -1,
+    head: int | None = None,
+) -> Path:
+    """Cross-attention heatmap of one translation: source tokens (and EOS) across, output tokens and the end
+    down; the mean over heads of the last layer unless `layer` and `head` say otherwise."""
+    weights = translation_attention(model, tokenizers, sentence, result, layer=layer, head=head)
     # "·" makes a space token visible on the axis
     src, tgt = tokenizers.source, tokenizers.target
     source = [src.decode([i]).replace(" ", "·") for i in src.encode(sentence)] + ["</s>"]
-    target = [tgt.decode([i]).replace(" ", "·") for i in result.tokens]
-    target += ["</s>"] * (result.attention.shape[0] - len(target))  # the EOS row, when one was emitted
+    target = [tgt.decode([i]).replace(" ", "·") for i in result.tokens] + ["</s>"]
+    which = f"layer {layer}, " + ("mean of heads" if head is None else f"head {head}")
     return plot_attention(
-        result.attention,
+        weights,
         source_tokens=source,
         target_tokens=target,
         path=path,
-        title=f"{sentence!r} -> {result.text!r}",
+        title=f"{sentence!r} -> {result.text!r} ({which})",
     )
