@@ -198,9 +198,9 @@ def test_a_sentence_translates_the_same_alone_and_beside_a_long_one(trained):
 
     model = load_trained(trained / "best.safetensors", device="cpu")
     config = model.config.decode
-    alone = translate(model.model, model.tokenizers, ["1.1.2000"], config=config)
+    alone = translate(model.model, model.state, ["1.1.2000"], config=config)
     batched = translate(
-        model.model, model.tokenizers, ["1.1.2000", "der einunddreißigste Dezember 1999"], config=config
+        model.model, model.state, ["1.1.2000", "der einunddreißigste Dezember 1999"], config=config
     )
     assert alone[0].tokens == batched[0].tokens
 

@@ -142,7 +142,7 @@ def test_weights_that_do_not_match_the_stored_config_name_the_mismatch(trained: 
         model=other,
         progress=ckpt.progress,
         run_config=ckpt.run_config,
-        tokenizer=ckpt.tokenizer,
+        task_state=ckpt.task_state,
     )
     with pytest.raises(
         ValueError, match=r"mixed.safetensors do not fit Seq2SeqTransformer: shape mismatch .*\(96, 32\)"
@@ -179,7 +179,7 @@ def _small_checkpoint(path: Path) -> Path:
         optimizer=optimizer,
         progress={"step": 1, "best_metric": 0.5},
         run_config={"lr": 1e-3, "task": "toy"},
-        tokenizer='{"vocab": {"a": 0}}',
+        task_state='{"vocab": {"a": 0}}',
     )
 
 

@@ -32,9 +32,7 @@ def _last_json(out: str) -> dict:
 def test_checkpoint_rebuilds_a_language_model(run_dir):
     trained = load_trained(run_dir / "best.safetensors", device="cpu", task="language_model")
     assert trained.config.task == "language_model"
-    assert (
-        trained.model.config.vocab_size == trained.tokenizers.vocab_size == 65 + 4
-    )  # 65 characters + specials
+    assert trained.model.config.vocab_size == trained.state.vocab_size == 65 + 4  # 65 characters + specials
     with pytest.raises(ValueError, match="needs a translation checkpoint"):
         load_trained(run_dir / "best.safetensors", device="cpu", task="translation")
 

@@ -23,18 +23,18 @@ def special_ids(tokenizer) -> list[int]:
 def test_a_legacy_translation_checkpoint_translates_as_before():
     expected = EXPECTED["dates_translation"]
     trained = load_trained(LEGACY / "dates_translation.safetensors", device="cpu", task="translation")
-    target = trained.tokenizers.target
+    target = trained.state.target
     assert special_ids(target) == expected["specials"] == [0, 1, 2, 3]
     assert target.vocab_size == expected["vocab_size"]
     assert target.encode(expected["text"]) == expected["ids"]
-    outputs = translate(trained.model, trained.tokenizers, expected["sources"], config=trained.config.decode)
+    outputs = translate(trained.model, trained.state, expected["sources"], config=trained.config.decode)
     assert [o.text for o in outputs] == expected["hypotheses"]
 
 
 def test_a_legacy_language_model_checkpoint_scores_as_before():
     expected = EXPECTED["char_lm"]
     trained = load_trained(LEGACY / "char_lm.safetensors", device="cpu", task="language_model")
-    tokenizer = trained.tokenizers
+    tokenizer = trained.state
     assert special_ids(tokenizer) == expected["specials"] == [0, 1, 2, 3]
     ids = tokenizer.encode(expected["text"])
     assert ids == expected["ids"]

@@ -51,7 +51,7 @@ def _save(model: nn.Module, path: Path, *, step: int) -> Path:
         optimizer=optimizer,
         progress={"step": step},
         run_config={"model": {"width": 6}, "saved_at": step},
-        tokenizer=f'{{"tokenizer of step": {step}}}',
+        task_state=f'{{"tokenizer of step": {step}}}',
     )
 
 
@@ -78,7 +78,7 @@ def test_average_of_two_models_is_the_exact_mean(tmp_path):
         "averaged_from": ["step-000100.safetensors", "step-000200.safetensors"],
     }
     assert result.run_config == {"model": {"width": 6}, "saved_at": 200}
-    assert result.tokenizer == '{"tokenizer of step": 200}'
+    assert result.task_state == '{"tokenizer of step": 200}'
     assert (result.optimizer_state, result.scheduler_state, result.scaler_state, result.rng_state) == (
         None,
         None,

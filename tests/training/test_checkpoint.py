@@ -106,7 +106,7 @@ def test_round_trip_keeps_every_part(tmp_path: Path) -> None:
         scaler=scaler,
         progress=progress,
         run_config=run_config,
-        tokenizer=tokenizer,
+        task_state=tokenizer,
         rng_state=rng,
     )
     assert path == tmp_path / "ckpt.safetensors"
@@ -115,7 +115,7 @@ def test_round_trip_keeps_every_part(tmp_path: Path) -> None:
     ckpt = load_checkpoint(path)
     assert isinstance(ckpt, Checkpoint) and ckpt.path == path
     assert ckpt.format_version == FORMAT_VERSION == 1
-    assert ckpt.progress == progress and ckpt.run_config == run_config and ckpt.tokenizer == tokenizer
+    assert ckpt.progress == progress and ckpt.run_config == run_config and ckpt.task_state == tokenizer
     assert ckpt.scheduler_state == scheduler.state_dict()
     assert ckpt.scaler_state == scaler.state_dict()
     assert ckpt.model_state.keys() == model.state_dict().keys()

@@ -119,6 +119,34 @@ def test_model_without_trainable_parameters_raises() -> None:
         build_optimizer(model, lr=1e-3)
 
 
+def test_a_tasks_own_groups_keep_their_rates_and_leave_out_what_they_omit() -> None:
+    model = TinyLM()
+    groups = [{"params": [model.proj.weight], "lr": 1e-4}, {"params": [model.embed.weight]}]
+    optimizer = build_optimizer(model, lr=1e-3, groups=groups)
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-3]
+    assert _ids(p for g in optimizer.param_groups for p in g["params"]) == _ids(
+        [model.proj.weight, model.embed.weight]
+    )
+
+
+@pytest.mark.parametrize(
+    "make_groups, message",
+    [
+        (lambda m: [{"params": []}], "group 0 must be a dict with a non-empty list"),
+        (lambda m: [{"params": [torch.zeros(2, requires_grad=True)]}], "not a parameter of the model"),
+        (
+            lambda m: [{"params": [m.proj.weight]}, {"params": [m.proj.weight]}],
+            "'proj.weight' is in more than",
+        ),
+        (lambda m: [{"params": [m.frozen]}], "'frozen' is frozen"),
+    ],
+)
+def test_a_tasks_own_groups_are_checked(make_groups, message: str) -> None:
+    model = TinyLM()
+    with pytest.raises(ValueError, match=message):
+        build_optimizer(model, lr=1e-3, groups=make_groups(model))
+
+
 @pytest.mark.parametrize("fused", [True, False])  # fused: decided on the device; multi-tensor: one read
 def test_step_unless_nonfinite_leaves_weights_moments_and_step_count_alone(fused: bool) -> None:
     torch.manual_seed(0)

@@ -124,7 +124,7 @@ def run_contexts(args: argparse.Namespace) -> int:
         args.sentences,
         word_vectors=WordVectors.load(args.vectors),
         language_model=trained.model,
-        codec=trained.tokenizers,
+        codec=trained.state,
     )
     print(table.to_markdown())
     return 0

@@ -55,21 +55,10 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.checkpoint, split=args.split, n=args.n, beam_size=args.beam, device=args.device
     )
-    m = result.metrics
-    if not result.hypotheses:  # a language model: nothing decoded, the split's likelihood is the result
-        print(f"{int(m['tokens'])} {args.split} tokens scored")
-        print(f"  cross-entropy: {m['loss']:.4f} nats/token   perplexity: {m['ppl']:.2f}")
-        if "bpc" in m:
-            print(f"  bits per character: {m['bpc']:.4f}")
-        print(json.dumps(m))
-        return 0
-    output = args.output or Path(args.checkpoint).with_name(f"hypotheses.{args.split}.txt")
-    output.write_text("".join(h + "\n" for h in result.hypotheses), encoding="utf-8")
-    print(f"{m['n']} {args.split} sentences, beam {m['beam_size']}")
-    print(f"  exact match:                       {100 * m['exact_match']:.2f}%")
-    print(f"  BLEU, lowercased tokenized text:   {m['bleu_lowercase_tokenized']:.2f}")
-    print(f"  sacreBLEU, cased detokenized:      {m['sacrebleu']:.2f}  ({m['sacrebleu_signature']})")
-    print(f"  chrF:                              {m['chrf']:.2f}  ({m['chrf_signature']})")
-    print(f"hypotheses: {output}")
-    print(json.dumps(m))
+    print("\n".join(result.summary))
+    if result.hypotheses:  # a decoding task: keep what it wrote
+        output = args.output or Path(args.checkpoint).with_name(f"hypotheses.{args.split}.txt")
+        output.write_text("".join(h + "\n" for h in result.hypotheses), encoding="utf-8")
+        print(f"hypotheses: {output}")
+    print(json.dumps(result.metrics))
     return 0

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     prompt = _prompt(args)
     trained = load_trained(args.checkpoint, device=args.device, task="language_model")
     config = _sampling(args, trained.config.sample)
-    codec = TextCodec.for_config(trained.config.data, trained.tokenizers)
+    codec = TextCodec.for_config(trained.config.data, trained.state)
     seed = args.seed
     if seed is None and config.temperature > 0:
         seed = random.SystemRandom().randrange(2**31)

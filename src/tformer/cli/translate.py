@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tformer.cli.common import DEVICE_HELP, warn
-from tformer.tasks.runs import TrainedModel, load_trained
+from tformer.tasks.base import TrainedModel
+from tformer.tasks.runs import load_trained
 from tformer.tasks.translation import Translation, plot_translation_attention, translate
 from tformer.tasks.translation_data import prepare_sources
 
@@ -110,10 +111,10 @@ def _prepare(sentences: list[str], trained: TrainedModel) -> list[str]:
     limit = getattr(trained.config.model, "max_len", 1024) - 1  # one position for EOS
     clipped = []
     for number, sentence in enumerate(prepare_sources(trained.config.data, sentences), 1):
-        ids = trained.tokenizers.source.encode(sentence)
+        ids = trained.state.source.encode(sentence)
         if len(ids) > limit:
             warn(f"input {number} has {len(ids)} tokens; the model takes {limit}: it was truncated")
-            sentence = trained.tokenizers.source.decode(ids[:limit])
+            sentence = trained.state.source.decode(ids[:limit])
         clipped.append(sentence)
     return clipped
 
@@ -127,7 +128,7 @@ def _interactive(trained: TrainedModel, options: argparse.Namespace, decode) -> 
             print(file=sys.stderr)
             return 0
         result = translate(
-            trained.model, trained.tokenizers, _prepare([line], trained), config=decode, n_best=options.n_best
+            trained.model, trained.state, _prepare([line], trained), config=decode, n_best=options.n_best
         )
         print(_format(result[0], options.n_best), flush=True)
 
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     prepared = _prepare(sentences, trained)
     results = translate(
         trained.model,
-        trained.tokenizers,
+        trained.state,
         prepared,
         config=decode,
         batch_size=args.batch_size,
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot_attention:
         png = plot_translation_attention(
             trained.model,
-            trained.tokenizers,
+            trained.state,
             prepared[0],
             results[0],
             path=args.plot_attention,

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from tformer.nn.dropout import Dropout
+from tformer.nn.modes import eval_mode
 
 
 @dataclass
@@ -94,15 +95,12 @@ def summarize(model: nn.Module, inputs: dict[str, Tensor], *, tokens: int) -> Mo
             shapes[name] = None if tensor is None else tuple(tensor.shape)
 
         handles.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(**inputs)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     rows, seen = [], set()
     for (
         name,

@@ -112,11 +112,11 @@ def measure_translation_run(run_dir: Path, *, n: int | None, device: str) -> Tra
     sources = [s for s, _ in pairs]
     assert [t for _, t in pairs] == evaluation.references, "the timed sources are not the evaluated ones"
     greedy_config = dataclasses.replace(config.decode, beam_size=1)
-    greedy = decoding_speed(trained.model, trained.tokenizers, sources, config=greedy_config)
+    greedy = decoding_speed(trained.model, trained.state, sources, config=greedy_config)
     beam_size = config.decode.beam_size
     beam = greedy
     if beam_size > 1:
-        beam = decoding_speed(trained.model, trained.tokenizers, sources, config=config.decode)
+        beam = decoding_speed(trained.model, trained.state, sources, config=config.decode)
     best_step, metric, metrics = trained.progress.get("best_step"), config.train.metric, evaluation.metrics
     row = TranslationRow(
         run=run_dir.name,

@@ -46,9 +46,9 @@ def run_demo(*, overrides: list[str], n_test: int = 1000) -> DemoResult:
     best = out_dir / "best.safetensors"
     evaluation = evaluate_checkpoint(best, split="test", n=n_test, device=config.train.device)
     trained = load_trained(best, device=config.train.device)
-    shown = translate(trained.model, trained.tokenizers, EXAMPLES, config=config.decode)
+    shown = translate(trained.model, trained.state, EXAMPLES, config=config.decode)
     png = plot_translation_attention(
-        trained.model, trained.tokenizers, EXAMPLES[0], shown[0], path=out_dir / "attention.png"
+        trained.model, trained.state, EXAMPLES[0], shown[0], path=out_dir / "attention.png"
     )
     return DemoResult(
         exact_match=evaluation.metrics["exact_match"],

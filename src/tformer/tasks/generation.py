@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from tformer.decoding.causal_lm import SamplingConfig, generate_tokens
+from tformer.nn.modes import eval_mode
 from tformer.tasks.language_model import TextCodec
 
 log = logging.getLogger(__name__)
@@ -111,9 +112,7 @@ def generate_text(
     else:
         generator.manual_seed(seed)
     rows = [_Continuation(codec, stop) for _ in range(n_samples)]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for chosen in generate_tokens(model, prompt_ids, config=config, generator=generator):
             for row, token in zip(rows, chosen.tolist(), strict=True):
                 if not row.done:
@@ -122,8 +121,6 @@ def generate_text(
                         on_text(text)
             if all(row.done for row in rows):
                 break
-    finally:
-        model.train(was_training)
     tail = rows[0].finish()
     if on_text is not None and tail:
         on_text(tail)

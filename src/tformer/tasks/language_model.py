@@ -29,6 +29,8 @@ from tformer.data.tokenizers import (
 from tformer.decoding.causal_lm import SamplingConfig
 from tformer.models.gpt import GPTConfig
 from tformer.models.rnn import LSTMLMConfig
+from tformer.nn.modes import eval_mode
+from tformer.tasks.base import Evaluation, EvaluationRequest, TaskKind, TrainedModel, refuse_options
 from tformer.training.losses import LossOutput, label_smoothed_cross_entropy, total_loss
 from tformer.training.train_config import TrainConfig
 
@@ -160,15 +162,11 @@ def evaluate_stream(model: nn.Module, stream: TextStream, data: LMDataConfig) ->
     """Cross-entropy of every token of `stream` after the first (nats/token), its perplexity, the number of
     tokens scored, and for character models bits per character."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     batches = stream.sequential_batches(
         batch_size=data.batch_size, block_size=data.block_size, stride=data.eval_stride
     )
-    try:
+    with eval_mode(model):
         total, count = total_loss(language_model_loss(model, batch.to(device)) for batch in batches)
-    finally:
-        model.train(was_training)
     loss = total / max(count, 1)
     metrics = {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "tokens": float(count)}
     if data.tokenizer == "char":
@@ -186,7 +184,8 @@ class LanguageModelTask:
         self.train_stream = _encode_stream(self.codec, train_text, limit=data.limit_tokens)
         self.valid_stream = load_stream(data, self.codec, "valid")
 
-    def tokenizer_json(self) -> str:
+    def state_json(self) -> str:
+        """What a checkpoint must keep for the model to be used: the tokenizer."""
         return self.tokenizer.to_json()
 
     def model_config(self) -> GPTConfig | LSTMLMConfig:
@@ -216,3 +215,27 @@ class LanguageModelTask:
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         metrics = evaluate_stream(model, self.valid_stream, self.config.data)
         return {f"val_{name}": value for name, value in metrics.items()}
+
+
+def evaluate_language_model(trained: TrainedModel, request: EvaluationRequest) -> Evaluation:
+    """The cross-entropy and perplexity of every token of the split (and bits per character for characters)."""
+    refuse_options(request, "language-model", "n", "beam_size")
+    data = trained.config.data
+    stream = load_stream(data, TextCodec.for_config(data, trained.state), request.split)
+    metrics = {"split": request.split, **evaluate_stream(trained.model, stream, data)}
+    summary = [
+        f"{int(metrics['tokens'])} {request.split} tokens scored",
+        f"  cross-entropy: {metrics['loss']:.4f} nats/token   perplexity: {metrics['ppl']:.2f}",
+    ]
+    if "bpc" in metrics:
+        summary.append(f"  bits per character: {metrics['bpc']:.4f}")
+    return Evaluation(metrics, summary)
+
+
+LANGUAGE_MODEL = TaskKind(
+    name="language_model",
+    run_config=LMRunConfig,
+    build=lambda config, state: LanguageModelTask(config, tokenizer=state),
+    state_from_json=Tokenizer.from_json,
+    evaluate=evaluate_language_model,
+)

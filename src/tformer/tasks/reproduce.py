@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from tformer.tasks.evaluation import Evaluation, evaluate_checkpoint
+from tformer.tasks.base import Evaluation
+from tformer.tasks.evaluation import evaluate_checkpoint
 from tformer.tasks.runs import load_run_config, train
 from tformer.training.averaging import average_checkpoints, checkpoints_near_the_end
 

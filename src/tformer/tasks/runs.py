@@ -8,48 +8,25 @@ need nothing but the checkpoint file.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from tformer.config import flatten, from_dict, load_yaml_with_lines, merge, parse_overrides, to_dict
-from tformer.data.tokenizers import Tokenizer, TokenizerPair
 from tformer.registry import build_model
-from tformer.tasks.language_model import LanguageModelTask, LMRunConfig
-from tformer.tasks.translation import TranslationRunConfig, TranslationTask
-from tformer.training.checkpoint import load_checkpoint, load_model_weights
+from tformer.tasks.base import TaskKind, TrainedModel
+from tformer.tasks.language_model import LANGUAGE_MODEL, LMRunConfig
+from tformer.tasks.translation import TRANSLATION, TranslationRunConfig
+from tformer.training.checkpoint import Checkpoint, load_checkpoint, load_model_weights
 from tformer.training.distributed import resolve_device
 from tformer.training.trainer import FitResult, Trainer
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
-@dataclass(frozen=True)
-class TaskKind:
-    """What `train` and `load_trained` need to know about a task: its run config, data and tokenizer types.
-    The model is built from the run config's model section (`registry.build_model`)."""
-
-    run_config: type
-    task: Callable[..., Any]  # (run_config, tokenizer(s) or None) -> a TrainingTask with model_config()
-    tokenizer_from_json: Callable[[str], Any]
-
-
-TASKS: dict[str, TaskKind] = {
-    "translation": TaskKind(
-        TranslationRunConfig,
-        lambda config, tokenizer: TranslationTask(config, tokenizers=tokenizer),
-        TokenizerPair.from_json,
-    ),
-    "language_model": TaskKind(
-        LMRunConfig,
-        lambda config, tokenizer: LanguageModelTask(config, tokenizer=tokenizer),
-        Tokenizer.from_json,
-    ),
-}
+# The task table: one row per kind of task (tasks/base.py); a run config's `task` names its row.
+TASKS: dict[str, TaskKind] = {kind.name: kind for kind in (TRANSLATION, LANGUAGE_MODEL)}
 RunConfig = TranslationRunConfig | LMRunConfig
 
 
@@ -105,16 +82,16 @@ def load_run_config(preset_or_yaml: str, overrides: list[str] | None = None) -> 
 def train(config: RunConfig, *, resume: bool = False) -> tuple[FitResult, Any, Path]:
     """Build data, tokenizer and model from the run config and train; returns (result, task, out_dir).
 
-    On resume the tokenizer comes from the checkpoint, so token ids keep their meaning.
+    On resume the task state (the tokenizers) comes from the checkpoint, so token ids keep their meaning.
     """
     kind = _task_kind(config.task, where="run config")
     out_dir = Path(config.out_dir)
     last = out_dir / "last.safetensors"
-    tokenizer = None
+    state = None
     if resume and last.is_file():
-        tokenizer = kind.tokenizer_from_json(load_checkpoint(last).tokenizer)
+        state = _task_state(kind, load_checkpoint(last), last)
     torch.manual_seed(config.train.seed)  # the model's initial weights
-    task = kind.task(config, tokenizer)
+    task = kind.build(config, state)
     resolved = dataclasses.replace(config, model=task.model_config())
     model = build_model(resolved.model)
     trainer = Trainer(
@@ -123,17 +100,9 @@ def train(config: RunConfig, *, resume: bool = False) -> tuple[FitResult, Any, P
         config.train,
         out_dir=out_dir,
         run_config=to_dict(resolved),
-        tokenizer_json=task.tokenizer_json(),
+        task_state=task.state_json(),
     )
     return trainer.fit(resume=resume), task, out_dir
-
-
-@dataclass
-class TrainedModel:
-    config: Any  # the run config of the checkpoint's task (TranslationRunConfig, LMRunConfig)
-    model: nn.Module
-    tokenizers: Any  # TokenizerPair for translation, Tokenizer for language models
-    progress: dict
 
 
 def load_trained(path: str | Path, *, device: str = "auto", task: str | None = None) -> TrainedModel:
@@ -145,8 +114,6 @@ def load_trained(path: str | Path, *, device: str = "auto", task: str | None = N
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     ckpt = load_checkpoint(path)
-    if ckpt.tokenizer is None:
-        raise ValueError(f"{path} holds no tokenizer: it was not written by `tformer train`")
     stored_task = ckpt.run_config.get("task")
     kind = _task_kind(stored_task, where=f"{path}: checkpoint")
     if task is not None and stored_task != task:
@@ -156,8 +123,11 @@ def load_trained(path: str | Path, *, device: str = "auto", task: str | None = N
     load_model_weights(model, ckpt)
     model.to(resolve_device(device)).eval()
     return TrainedModel(
-        config=config,
-        model=model,
-        tokenizers=kind.tokenizer_from_json(ckpt.tokenizer),
-        progress=ckpt.progress,
+        kind=kind, config=config, model=model, state=_task_state(kind, ckpt, path), progress=ckpt.progress
     )
+
+
+def _task_state(kind: TaskKind, ckpt: Checkpoint, path: Path) -> Any:
+    if ckpt.task_state is None:
+        raise ValueError(f"{path} holds no {kind.name} task state: it was not written by `tformer train`")
+    return kind.state_from_json(ckpt.task_state)

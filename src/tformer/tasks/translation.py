@@ -23,10 +23,12 @@ from tformer.data.batching import (
 )
 from tformer.data.tokenizers import Tokenizer, TokenizerPair
 from tformer.decoding import Hypothesis, Seq2SeqState, beam_search, greedy_search
-from tformer.metrics.bleu import tokenized_lowercase_bleu
+from tformer.metrics.bleu import sacrebleu_scores, tokenized_lowercase_bleu
 from tformer.metrics.text import exact_match
 from tformer.models.rnn import LSTMSeq2SeqConfig
 from tformer.models.seq2seq import Seq2SeqConfig
+from tformer.nn.modes import eval_mode
+from tformer.tasks.base import Evaluation, EvaluationRequest, TaskKind, TrainedModel
 from tformer.tasks.translation_data import TranslationDataConfig, build_tokenizers, load_pairs
 from tformer.training.losses import LossOutput, label_smoothed_cross_entropy, total_loss
 from tformer.training.trainer import TrainConfig
@@ -73,7 +75,8 @@ class TranslationTask:
             self.tokenizers.target.encode_batch([t for _, t in pairs]),
         )
 
-    def tokenizer_json(self) -> str:
+    def state_json(self) -> str:
+        """What a checkpoint must keep for the model to be used: both tokenizers."""
         return self.tokenizers.to_json()
 
     def model_config(self) -> Seq2SeqConfig | LSTMSeq2SeqConfig:
@@ -172,14 +175,12 @@ def translate(
     n_best: int = 1,
 ) -> list[Translation]:
     """Decode sentences in length-sorted batches (less padding), returned in input order."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     source, target = tokenizers.source, tokenizers.target
     encoded = [ids + [source.eos_id] for ids in source.encode_batch(list(sentences))]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     results: list[Translation | None] = [None] * len(encoded)
-    try:
+    with eval_mode(model):
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             src_ids, src_mask = pad_sequences([encoded[i] for i in chunk], pad_id=source.pad_id)
@@ -200,8 +201,6 @@ def translate(
                     tokens=best.tokens,
                     alternatives=[(target.decode(h.tokens), h.score) for h in nbest],
                 )
-    finally:
-        model.train(was_training)
     return results  # type: ignore[return-value]
 
 
@@ -251,13 +250,8 @@ def translation_attention(
     device = next(model.parameters()).device
     src_ids = torch.tensor([source.encode(sentence) + [source.eos_id]], device=device)  # [1, S]
     tgt_ids = torch.tensor([[target.bos_id, *result.tokens]], device=device)  # [1, T + 1]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), capture_attention(model) as maps:
-            model(src_ids, tgt_ids)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), capture_attention(model) as maps:
+        model(src_ids, tgt_ids)
     weights = maps.cross_attention(layer=layer)[0]  # [H, T + 1, S]
     if head is None:
         return weights.mean(dim=0)
@@ -293,3 +287,51 @@ def plot_translation_attention(
         path=path,
         title=f"{sentence!r} -> {result.text!r} ({which})",
     )
+
+
+def score_translations(hypotheses: list[str], references: list[str]) -> dict[str, float | str]:
+    """Every metric we report, named for what it is: exact match, BLEU on lowercased tokenized text (how the
+    published Multi30k numbers are computed), and cased detokenized sacreBLEU and chrF with their signatures."""
+    return {
+        "exact_match": exact_match(hypotheses, references),
+        "bleu_lowercase_tokenized": tokenized_lowercase_bleu(hypotheses, references),
+        **sacrebleu_scores(hypotheses, references),
+    }
+
+
+def evaluate_translation(trained: TrainedModel, request: EvaluationRequest) -> Evaluation:
+    """Decode the split (its first n pairs if given) with the run's decode settings, or another beam, and
+    score the hypotheses against the references."""
+    config = trained.config
+    decode = config.decode
+    if request.beam_size is not None:
+        decode = dataclasses.replace(decode, beam_size=request.beam_size)
+    data = config.data
+    if data.dataset == "dates" and request.n is not None:
+        data = dataclasses.replace(data, n_valid=request.n)  # generated: draw exactly n held-out pairs
+    pairs = load_pairs(data, request.split, seed=config.train.seed)[: request.n]
+    outputs = translate(trained.model, trained.state, [s for s, _ in pairs], config=decode)
+    hypotheses, references = [o.text for o in outputs], [t for _, t in pairs]
+    m = {
+        "split": request.split,
+        "n": len(pairs),
+        "beam_size": decode.beam_size,
+        **score_translations(hypotheses, references),
+    }
+    summary = [
+        f"{m['n']} {request.split} sentences, beam {m['beam_size']}",
+        f"  exact match:                       {100 * m['exact_match']:.2f}%",
+        f"  BLEU, lowercased tokenized text:   {m['bleu_lowercase_tokenized']:.2f}",
+        f"  sacreBLEU, cased detokenized:      {m['sacrebleu']:.2f}  ({m['sacrebleu_signature']})",
+        f"  chrF:                              {m['chrf']:.2f}  ({m['chrf_signature']})",
+    ]
+    return Evaluation(m, summary, hypotheses, references)
+
+
+TRANSLATION = TaskKind(
+    name="translation",
+    run_config=TranslationRunConfig,
+    build=lambda config, state: TranslationTask(config, tokenizers=state),
+    state_from_json=TokenizerPair.from_json,
+    evaluate=evaluate_translation,
+)

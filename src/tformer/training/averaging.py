@@ -64,7 +64,7 @@ def average_checkpoints(paths: list[Path], *, output: Path) -> Path:
 
     All checkpoints must hold the same parameter names, shapes, dtypes and weight tying. Floating tensors are
     averaged in float64 and cast back to their dtype; integer and bool buffers (counters) are taken from the
-    last checkpoint. The run config, tokenizer and progress come from the last checkpoint, with
+    last checkpoint. The run config, task state and progress come from the last checkpoint, with
     progress["averaged_from"] = the file names; no optimizer, scheduler, scaler or RNG state is written.
     Do not name `output` step-*.safetensors in the same directory, or last_n_checkpoints will pick it up.
     """
@@ -106,7 +106,7 @@ def average_checkpoints(paths: list[Path], *, output: Path) -> Path:
         model=_module_holding(averaged),
         progress=progress,
         run_config=last.run_config,
-        tokenizer=last.tokenizer,
+        task_state=last.task_state,
     )
 
 

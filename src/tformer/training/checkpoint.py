@@ -1,12 +1,12 @@
 """Checkpoints: one safetensors file per checkpoint, its string metadata holding the JSON part.
 
 Everything a resumed run needs travels together: model weights, optimizer state (keyed by parameter name,
-not by position), scheduler and grad-scaler state, progress counters, the resolved run config, the tokenizer
-and the RNG states. Tensors go into the safetensors body; everything else is JSON in the header, where a
-tensor is replaced by {"__tensor__": "<its key in the body>"}. Loading uses only safetensors and json, so
-opening a checkpoint never runs code from the file (no pickle). A checksum stored with the file and the types
-of what it holds are checked on load (training/integrity.py): a damaged or crafted file is a ValueError naming
-the problem, never silently other weights or a crash deeper down.
+not by position), scheduler and grad-scaler state, progress counters, the resolved run config, the task's
+state (its tokenizers, as JSON) and the RNG states. Tensors go into the safetensors body; everything else is
+JSON in the header, where a tensor is replaced by {"__tensor__": "<its key in the body>"}. Loading uses only
+safetensors and json, so opening a checkpoint never runs code from the file (no pickle). A checksum stored
+with the file and the types of what it holds are checked on load (training/integrity.py): a damaged or
+crafted file is a ValueError naming the problem, never silently other weights or a crash deeper down.
 
 Parameter names are canonical: the `module.` (DDP) and `_orig_mod.` (torch.compile) path components are
 dropped, so a checkpoint fits the bare model and any wrapping of it.
@@ -37,9 +37,10 @@ from tformer.training.named_state import (
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
 _META_KEY = "tformer"  # header metadata entry with the JSON part
-_TOKENIZER_KEY = (
-    "tformer.tokenizer"  # kept apart so the tokenizer JSON is not escaped into another JSON string
-)
+# The task state is a JSON string of its own, kept apart so it is not escaped into another JSON string. Files
+# written before task states were generic hold the same thing (the tokenizer JSON) under the legacy key.
+_TASK_STATE_KEY = "tformer.task_state"
+_LEGACY_TASK_STATE_KEY = "tformer.tokenizer"
 _TENSOR_REF = "__tensor__"
 _SHOW = 5  # how many offending names an error message lists
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
@@ -60,7 +61,9 @@ class Checkpoint:
     scaler_state: dict[str, Any] | None
     progress: dict[str, Any]
     run_config: dict[str, Any]
-    tokenizer: str | None
+    task_state: (
+        str | None
+    )  # the task's own JSON (tasks/base.py); tokenizers for translation and language models
     rng_state: dict[str, Any] | None
     format_version: int
     path: Path | None = None  # the file it came from, for error messages
@@ -75,7 +78,7 @@ def save_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
     progress: dict[str, Any],
     run_config: dict[str, Any],
-    tokenizer: str | None = None,
+    task_state: str | None = None,
     rng_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write everything to `path` (a *.safetensors file) atomically and return the path.
@@ -106,8 +109,8 @@ def save_checkpoint(
         "checksum": integrity.CHECKSUM_KIND,
     }
     metadata = {"format": "pt", _META_KEY: json.dumps(header)}
-    if tokenizer is not None:
-        metadata[_TOKENIZER_KEY] = tokenizer
+    if task_state is not None:
+        metadata[_TASK_STATE_KEY] = task_state
     metadata[integrity.CHECKSUM_KEY] = integrity.checksum(stored, metadata)
     _write_atomically(path, stored, metadata)
     return path
@@ -151,7 +154,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         scaler_state=parts["scaler"],
         progress=parts["progress"],
         run_config=parts["run_config"],
-        tokenizer=metadata.get(_TOKENIZER_KEY),
+        task_state=metadata.get(_TASK_STATE_KEY, metadata.get(_LEGACY_TASK_STATE_KEY)),
         rng_state=parts["rng_state"],
         format_version=version,
         path=path,

@@ -56,7 +56,7 @@ from tformer.training.rotation import (
 )
 from tformer.training.run_state import FitResult, RunState, fresh_progress
 from tformer.training.schedules import DECAYING_TO_TOTAL, build_scheduler
-from tformer.training.task_protocol import Batch, TrainingTask, micro_batches
+from tformer.training.task_protocol import Batch, TrainingTask, micro_batches, optimizer_groups
 from tformer.training.train_config import (  # TrainConfig is also imported from here by tasks and tests
     TrainConfig,
     resolve_auto_settings,
@@ -74,7 +74,7 @@ class Trainer:
         *,
         out_dir: Path,
         run_config: dict[str, Any],
-        tokenizer_json: str | None = None,
+        task_state: str | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -96,7 +96,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.run_config = run_config
-        self.tokenizer_json = tokenizer_json
+        self.task_state = task_state  # the task's JSON every checkpoint carries (tokenizers)
         self.clock = budget.BudgetClock(
             minutes=config.budget_minutes,
             calibration_steps=config.budget_calibration_steps,
@@ -125,8 +125,9 @@ class Trainer:
         cfg = self.config
         seed_everything(cfg.seed + ctx.rank)  # distinct dropout streams per rank
         model = self.model.to(ctx.device)
+        groups = optimizer_groups(self.task, model, weight_decay=cfg.weight_decay)
         optimizer = build_optimizer(
-            model, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=None
+            model, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, groups=groups
         )
         scheduler = build_scheduler(optimizer, cfg.schedule)
         scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.precision == "fp16")
@@ -427,7 +428,7 @@ class Trainer:
             scaler=run.scaler if run.scaler.is_enabled() else None,
             progress=dict(run.progress),
             run_config=self.run_config,
-            tokenizer=self.tokenizer_json,
+            task_state=self.task_state,
             rng_state=capture_rng_state(),
         )
 
