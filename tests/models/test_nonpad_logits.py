@@ -11,10 +11,12 @@ from torch import Tensor, nn
 from tformer.data.batching import Seq2SeqBatch, make_seq2seq_batch
 from tformer.models.rnn import LSTMAttentionSeq2Seq, LSTMSeq2SeqConfig
 from tformer.models.seq2seq import Seq2SeqTransformer, preset_config
+from tformer.nn.attention import AttentionKind
 from tformer.registry import build_model
 from tformer.tasks.translation import TranslationRunConfig, TranslationTask
 from tformer.tasks.translation_data import TranslationDataConfig
 from tformer.training.losses import label_smoothed_cross_entropy
+from tformer.viz.capture import capture_attention
 
 PAD, BOS, EOS = 0, 1, 2
 SRC_VOCAB, TGT_VOCAB = 30, 40
@@ -122,17 +124,15 @@ def test_selected_positions_give_the_full_loss_and_gradients(family: str, tie_ou
 def test_cross_attention_keeps_every_target_position(family: str) -> None:
     batch = padded_batch()
     model = MODELS[family](tie_output=False).eval()
-    with torch.no_grad():
-        full = model(batch.src_ids, batch.tgt_in, src_mask=batch.src_mask, need_weights=True)
-        selected = model(
-            batch.src_ids,
-            batch.tgt_in,
-            src_mask=batch.src_mask,
-            tgt_positions=batch.tgt_positions,
-            need_weights=True,
-        )
-    assert selected.cross_attention.shape == batch.tgt_in.shape + batch.src_ids.shape[1:]  # [B, T, S]
-    torch.testing.assert_close(selected.cross_attention, full.cross_attention, atol=0, rtol=0)
+    with torch.no_grad(), capture_attention(model) as full:
+        model(batch.src_ids, batch.tgt_in, src_mask=batch.src_mask)
+    with torch.no_grad(), capture_attention(model) as selected:
+        model(batch.src_ids, batch.tgt_in, src_mask=batch.src_mask, tgt_positions=batch.tgt_positions)
+    (b, t), s = batch.tgt_in.shape, batch.src_ids.size(1)
+    for name in full.names(kind=AttentionKind.CROSS):
+        weights = selected.weights(name)  # [B, H, T, S]: every target position, not only the selected ones
+        assert (weights.size(0), weights.size(2), weights.size(3)) == (b, t, s)
+        torch.testing.assert_close(weights, full.weights(name), atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("family", MODELS)

@@ -21,6 +21,7 @@ from tformer.models.rnn import (
     LSTMSeq2SeqConfig,
 )
 from tformer.training.losses import label_smoothed_cross_entropy
+from tformer.viz.capture import capture_attention
 
 from .test_learning import BOS, EOS, PAD, VOCAB, greedy_outputs, held_out_set, training_sources
 
@@ -62,7 +63,9 @@ def test_attention_weights_are_zero_on_padding_and_sum_to_one_over_real_tokens()
     model = seq2seq_model()
     ids, mask = source_batch(SOURCES, extra_padding=2)
     tgt = random_targets(len(SOURCES), 6, seed=1)
-    weights = model(ids, tgt, src_mask=mask, need_weights=True).cross_attention  # [B, T, S]
+    with capture_attention(model) as maps:
+        model(ids, tgt, src_mask=mask)
+    weights = maps.cross_attention()[:, 0]  # one additive "head": [B, 1, T, S] -> [B, T, S]
     assert weights.shape == (len(SOURCES), 6, ids.size(1))
     assert torch.all(weights.masked_select(~mask[:, None, :]) == 0)
     torch.testing.assert_close(weights.sum(dim=-1), torch.ones(len(SOURCES), 6))
@@ -87,18 +90,17 @@ def test_teacher_forced_decode_equals_cached_decode_in_chunks():
     ids, mask = source_batch(SOURCES)
     tgt = random_targets(len(SOURCES), 7, seed=3)
     enc = model.encode(ids, mask)
-    full = model.decode(tgt, memory=enc.memory, memory_mask=enc.memory_mask, need_weights=True)
+    with capture_attention(model) as full_maps:
+        full = model.decode(tgt, memory=enc.memory, memory_mask=enc.memory_mask)
     cache = model.new_cache(max_length=99)
-    logits, weights = [], []
-    for start, end in [(0, 3), (3, 4), (4, 5), (5, 7)]:  # a multi-token prefix, then single steps
-        out = model.decode(
-            tgt[:, start:end], memory=enc.memory, memory_mask=enc.memory_mask, cache=cache, need_weights=True
-        )
-        assert out.cache is cache and cache.length == end
-        logits.append(out.logits)
-        weights.append(out.cross_attention)
+    logits = []
+    with capture_attention(model) as chunked_maps:  # the chunks' weights join along T
+        for start, end in [(0, 3), (3, 4), (4, 5), (5, 7)]:  # a multi-token prefix, then single steps
+            out = model.decode(tgt[:, start:end], memory=enc.memory, memory_mask=enc.memory_mask, cache=cache)
+            assert out.cache is cache and cache.length == end
+            logits.append(out.logits)
     torch.testing.assert_close(torch.cat(logits, dim=1), full.logits, atol=1e-5, rtol=0)
-    torch.testing.assert_close(torch.cat(weights, dim=1), full.cross_attention, atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked_maps.cross_attention(), full_maps.cross_attention(), atol=1e-5, rtol=0)
 
 
 def test_cache_select_gathers_every_row_and_reorder_leaves_the_memory_keys():
@@ -273,14 +275,13 @@ def test_an_empty_source_row_gives_zero_memory_and_zero_attention():
     ids = torch.tensor([[5, 6, 2], [7, 2, 0]])
     encoded = model.encode(ids, torch.tensor([[True, True, True], [False, False, False]]))
     assert torch.equal(encoded.memory[1], torch.zeros_like(encoded.memory[1]))
-    out = model.decode(
-        torch.tensor([[1, 5], [1, 7]]),
-        memory=encoded.memory,
-        memory_mask=encoded.memory_mask,
-        need_weights=True,
-    )
+    with capture_attention(model) as maps:
+        out = model.decode(
+            torch.tensor([[1, 5], [1, 7]]), memory=encoded.memory, memory_mask=encoded.memory_mask
+        )
     assert torch.isfinite(out.logits).all()
-    assert torch.equal(out.cross_attention[1], torch.zeros_like(out.cross_attention[1]))
+    weights = maps.cross_attention()  # [B, 1, T, S]
+    assert torch.equal(weights[1], torch.zeros_like(weights[1]))
 
 
 def test_tied_and_shared_weights_are_one_tensor():

@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from tformer.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, count_parameters, preset_config
+from tformer.nn.attention import AttentionKind
+from tformer.viz.capture import capture_attention
 
 
 def tiny(**overrides):
@@ -74,11 +76,13 @@ def test_padding_does_not_change_the_result():
 def test_cross_attention_weights_cover_real_source_tokens_only():
     model = tiny()
     src, tgt = batch()
-    out = model(src, tgt, need_weights=True)
-    attn = out.cross_attention
-    assert attn.shape == (3, 6, 7)
-    torch.testing.assert_close(attn.sum(-1), torch.ones(3, 6))
-    assert attn[2, :, 2:].abs().max() == 0
+    with capture_attention(model) as maps:
+        model(src, tgt)
+    for name in maps.names(kind=AttentionKind.CROSS):  # every layer, every head
+        attn = maps.weights(name)  # [B, H, T, S]
+        assert attn.shape == (3, model.config.n_heads, 6, 7)
+        torch.testing.assert_close(attn.sum(-1), torch.ones(3, model.config.n_heads, 6))
+        assert attn[2, :, :, 2:].abs().max() == 0
 
 
 def test_tied_and_shared_embeddings():

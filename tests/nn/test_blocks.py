@@ -86,7 +86,7 @@ def test_decoder_block_matches_torch(norm):
     expected = ref(
         x, memory, tgt_mask=~causal_mask(5), tgt_is_causal=True, memory_key_padding_mask=~memory_keep
     )
-    out, _ = mine(x, memory, memory_mask=key_mask(memory_keep))
+    out = mine(x, memory, memory_mask=key_mask(memory_keep))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
 
@@ -118,13 +118,13 @@ def test_stacks_match_torch_transformer(norm):
     memory = enc(src, mask=key_mask(keep))
     if norm is NormPosition.POST:  # torch adds a final norm to post-norm stacks too; the paper does not
         memory = ref.encoder.norm(memory)
-    out, _ = dec(tgt, memory, memory_mask=key_mask(keep))
+    out = dec(tgt, memory, memory_mask=key_mask(keep))
     if norm is NormPosition.POST:
         out = ref.decoder.norm(out)
     else:
         enc.norm.load_state_dict(ref.encoder.norm.state_dict())
         dec.norm.load_state_dict(ref.decoder.norm.state_dict())
-        out, _ = dec(tgt, enc(src, mask=key_mask(keep)), memory_mask=key_mask(keep))
+        out = dec(tgt, enc(src, mask=key_mask(keep)), memory_mask=key_mask(keep))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
 
@@ -140,8 +140,8 @@ def test_decoder_cache_equals_full_pass_after_beam_reorder():
     cache.reorder(order)
     history = x[order, :2]
     step_in = x[:, 2:3]
-    cached, _ = dec(step_in, memory, cache=cache)
-    full, _ = dec(torch.cat([history, step_in], dim=1), memory)
+    cached = dec(step_in, memory, cache=cache)
+    full = dec(torch.cat([history, step_in], dim=1), memory)
     torch.testing.assert_close(cached, full[:, -1:], atol=1e-5, rtol=0)
     assert cache.length == 3
 

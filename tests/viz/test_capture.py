@@ -37,10 +37,17 @@ def test_every_attention_module_of_an_encoder_decoder_is_captured_per_head():
     assert encoder_self.shape == (2, PRESETS["tiny"]["n_heads"], 4, 4)
     assert torch.all(encoder_self[1, :, :, 3] == 0)  # nobody attends to the padding of sentence 1
     torch.testing.assert_close(encoder_self.sum(-1), torch.ones(2, PRESETS["tiny"]["n_heads"], 4))
-    # The last layer's heads, averaged, are what the model itself reports with need_weights.
+    # What the capture holds is what the last cross-attention module computes when asked for its weights.
+    last = dict(model.named_modules())[maps.names(kind=AttentionKind.CROSS)[-1]]
+    seen = {}
+    handle = last.register_forward_pre_hook(
+        lambda _m, args, kwargs: seen.update(args=args, kwargs=kwargs), with_kwargs=True
+    )
     with torch.no_grad():
-        own = model(SRC, TGT, need_weights=True).cross_attention  # [B, T, S]
-    torch.testing.assert_close(maps.cross_attention(layer=-1).mean(dim=1), own)
+        model(SRC, TGT)
+        handle.remove()
+        _, direct = last(*seen["args"], **{**seen["kwargs"], "need_weights": True})
+    torch.testing.assert_close(maps.cross_attention(layer=-1), direct)
 
 
 def test_incremental_decoding_attends_as_teacher_forcing_does():
@@ -63,10 +70,13 @@ def test_the_recurrent_baseline_attention_is_captured_one_step_per_call():
         LSTMSeq2SeqConfig(src_vocab_size=40, tgt_vocab_size=40, d_embed=8, d_hidden=16)
     ).eval()
     with torch.no_grad(), capture_attention(model) as maps:
-        out = model(SRC, TGT, need_weights=True)
+        model(SRC, TGT)
     assert maps.names() == maps.names(kind=AttentionKind.CROSS) == ["attention"]
     assert len(maps.calls["attention"]) == TGT.size(1)
-    torch.testing.assert_close(maps.cross_attention()[:, 0], out.cross_attention)  # [B, 1, T, S] -> [B, T, S]
+    weights = maps.cross_attention()[:, 0]  # [B, 1, T, S] -> [B, T, S]
+    real = SRC != 0
+    assert torch.all(weights.masked_select(~real[:, None, :]) == 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, TGT.size(1)))
 
 
 def test_hooks_are_gone_after_the_block_and_errors_name_the_choices():

@@ -25,14 +25,12 @@ class EncoderOutput:
 class DecoderOutput:
     logits: Tensor  # [B, T, V]
     cache: KVCache | None
-    cross_attention: Tensor | None = None  # [B, T, S], last layer, averaged over heads
 
 
 @dataclass
 class Seq2SeqOutput:
     logits: Tensor  # [B, T, V]; [N, V] with forward(tgt_positions=...), row i at tgt_positions[i]
     encoder: EncoderOutput
-    cross_attention: Tensor | None = None  # [B, T, S]
 
 
 @dataclass

@@ -177,16 +177,13 @@ class LSTMAttentionSeq2Seq(nn.Module):
         memory: Tensor,
         memory_mask: Tensor,
         cache: LSTMCache | None = None,
-        need_weights: bool = False,
     ) -> DecoderOutput:
         """tgt_ids Long[B, T] (only the new tokens when a cache is given); memory [B, S, H].
 
         One step per target position; with a cache the state continues from it and is written back.
         """
-        features, attention = self._decoder_features(
-            tgt_ids, memory=memory, memory_mask=memory_mask, cache=cache, need_weights=need_weights
-        )
-        return DecoderOutput(logits=self._deep_output(features), cache=cache, cross_attention=attention)
+        features = self._decoder_features(tgt_ids, memory=memory, memory_mask=memory_mask, cache=cache)
+        return DecoderOutput(logits=self._deep_output(features), cache=cache)
 
     def _decoder_features(
         self,
@@ -195,10 +192,8 @@ class LSTMAttentionSeq2Seq(nn.Module):
         memory: Tensor,
         memory_mask: Tensor,
         cache: LSTMCache | None,
-        need_weights: bool,
-    ) -> tuple[Tensor, Tensor | None]:
-        """The recurrence: deep-output inputs [h_t; context_t; embed(y_{t-1})] [B, T, 2H + E] and, with
-        need_weights, the attention weights [B, T, S]."""
+    ) -> Tensor:
+        """The recurrence: deep-output inputs [h_t; context_t; embed(y_{t-1})] [B, T, 2H + E]."""
         if tgt_ids.dim() != 2 or tgt_ids.size(1) < 1:
             raise ValueError(f"tgt_ids must be Long[B, T] with T >= 1, got shape {tuple(tgt_ids.shape)}")
         if cache is None or cache.hidden is None:
@@ -209,20 +204,18 @@ class LSTMAttentionSeq2Seq(nn.Module):
             keys = cache.memory_keys
         hs, cs = list(h.unbind(0)), list(c.unbind(0))  # L x [B, H]
         embedded = self.dropout(self.tgt_embed(tgt_ids))  # [B, T] -> [B, T, E]
-        features, weights = [], []
+        features = []
         for t in range(tgt_ids.size(1)):
-            context, w = self.attention(hs[-1], memory=memory, memory_keys=keys, memory_mask=memory_mask)
+            context, _ = self.attention(hs[-1], memory=memory, memory_keys=keys, memory_mask=memory_mask)
             x = torch.cat([embedded[:, t], context], dim=-1)  # [B, E + H]
             for i, cell in enumerate(self.cells):
                 hs[i], cs[i] = cell(x if i == 0 else self.dropout(x), (hs[i], cs[i]))
                 x = hs[i]
             features.append(torch.cat([x, context, embedded[:, t]], dim=-1))  # [B, 2H + E]
-            weights.append(w)
         if cache is not None:
             cache.memory_keys = keys
             cache.update((torch.stack(hs), torch.stack(cs)), tgt_ids.size(1))
-        attention = torch.stack(weights, dim=1) if need_weights else None  # [B, T, S]
-        return torch.stack(features, dim=1), attention  # features [B, T, 2H + E]
+        return torch.stack(features, dim=1)  # [B, T, 2H + E]
 
     def _deep_output(self, features: Tensor) -> Tensor:
         """[..., 2H + E] -> logits [..., V]: position-wise, so it runs on [B, T, .] and on selected [N, .]."""
@@ -237,21 +230,18 @@ class LSTMAttentionSeq2Seq(nn.Module):
         *,
         src_mask: Tensor | None = None,
         tgt_positions: Tensor | None = None,
-        need_weights: bool = False,
     ) -> Seq2SeqOutput:
         """Teacher forcing: logits [B, T, V] for every target position.
 
         With tgt_positions Long[N] (flat row-major indices into the B*T target positions, the batch's field of
         that name) the logits are [N, V], one row per listed position: the deep output layer and the output
-        projection skip padding. Cross attention stays [B, T, S].
+        projection skip padding. Attention weights are not returned: viz.capture collects them by hooks.
         """
         enc = self.encode(src_ids, src_mask)
-        features, attention = self._decoder_features(
-            tgt_ids, memory=enc.memory, memory_mask=enc.memory_mask, cache=None, need_weights=need_weights
-        )
+        features = self._decoder_features(tgt_ids, memory=enc.memory, memory_mask=enc.memory_mask, cache=None)
         if tgt_positions is not None:
             features = select_positions(features, tgt_positions)  # [B, T, 2H + E] -> [N, 2H + E]
-        return Seq2SeqOutput(logits=self._deep_output(features), encoder=enc, cross_attention=attention)
+        return Seq2SeqOutput(logits=self._deep_output(features), encoder=enc)
 
     def new_cache(self, *, max_length: int | None = None) -> LSTMCache:
         """A fresh cache; max_length is accepted for the protocol and ignored (the state has a fixed size)."""

@@ -165,17 +165,14 @@ class Seq2SeqTransformer(nn.Module):
         memory: Tensor,
         memory_mask: Tensor,
         cache: KVCache | None = None,
-        need_weights: bool = False,
     ) -> DecoderOutput:
         """tgt_ids Long[B, T] (only the new tokens when a cache is given); memory [B, S, D].
 
         Target padding needs no mask: batches are right-padded, so the causal mask already keeps every real
         position away from the padding after it, and the loss ignores padded positions.
         """
-        x, attention = self._decoder_states(
-            tgt_ids, memory=memory, memory_mask=memory_mask, cache=cache, need_weights=need_weights
-        )
-        return DecoderOutput(logits=self.output_projection(x), cache=cache, cross_attention=attention)
+        x = self._decoder_states(tgt_ids, memory=memory, memory_mask=memory_mask, cache=cache)
+        return DecoderOutput(logits=self.output_projection(x), cache=cache)
 
     def _decoder_states(
         self,
@@ -184,16 +181,11 @@ class Seq2SeqTransformer(nn.Module):
         memory: Tensor,
         memory_mask: Tensor,
         cache: KVCache | None,
-        need_weights: bool,
-    ) -> tuple[Tensor, Tensor | None]:
-        """The decoder's final states [B, T, D] (before the output projection) and cross attention [B, T, S]."""
+    ) -> Tensor:
+        """The decoder's final states [B, T, D], before the output projection."""
         offset = 0 if cache is None else cache.length
         x = self._embed(tgt_ids, self.tgt_embed, self.tgt_positions, offset)
-        x, weights = self.decoder(
-            x, memory, memory_mask=key_mask(memory_mask), cache=cache, need_weights=need_weights
-        )
-        attention = None if weights is None else weights.mean(dim=1)  # [B, H, T, S] -> [B, T, S]
-        return x, attention
+        return self.decoder(x, memory, memory_mask=key_mask(memory_mask), cache=cache)
 
     def forward(
         self,
@@ -202,21 +194,18 @@ class Seq2SeqTransformer(nn.Module):
         *,
         src_mask: Tensor | None = None,
         tgt_positions: Tensor | None = None,
-        need_weights: bool = False,
     ) -> Seq2SeqOutput:
         """Teacher forcing: logits [B, T, V] for every target position at once.
 
         With tgt_positions Long[N] (flat row-major indices into the B*T target positions, the batch's field of
         that name) the logits are [N, V], one row per listed position: the output projection skips padding.
-        Cross attention stays [B, T, S].
+        Attention weights are not returned: viz.capture collects any layer's by hooks.
         """
         enc = self.encode(src_ids, src_mask)
-        x, attention = self._decoder_states(
-            tgt_ids, memory=enc.memory, memory_mask=enc.memory_mask, cache=None, need_weights=need_weights
-        )
+        x = self._decoder_states(tgt_ids, memory=enc.memory, memory_mask=enc.memory_mask, cache=None)
         if tgt_positions is not None:
             x = select_positions(x, tgt_positions)  # [B, T, D] -> [N, D]
-        return Seq2SeqOutput(logits=self.output_projection(x), encoder=enc, cross_attention=attention)
+        return Seq2SeqOutput(logits=self.output_projection(x), encoder=enc)
 
     def new_cache(self, *, max_length: int | None = None) -> KVCache:
         return KVCache(self.config.n_decoder_layers, max_length=max_length)

@@ -127,19 +127,14 @@ class DecoderBlock(nn.Module):
         self_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         cache: LayerKV | None = None,
-        need_weights: bool = False,
-    ) -> tuple[Tensor, Tensor | None]:
-        """x [B, T, D], memory [B, S, D]; returns (x [B, T, D], cross-attention weights [B, H, T, S] | None)."""
+    ) -> Tensor:
+        """x [B, T, D], memory [B, S, D] -> x [B, T, D]."""
         attn, _ = self.self_attn(
             self.self_residual.sublayer_input(x), mask=self_mask, causal=True, cache=cache
         )
         x = self.self_residual.add(x, attn)
-        cross, weights = self.cross_attn(
-            self.cross_residual.sublayer_input(x),
-            memory=memory,
-            mask=memory_mask,
-            cache=cache,
-            need_weights=need_weights,
+        cross, _ = self.cross_attn(
+            self.cross_residual.sublayer_input(x), memory=memory, mask=memory_mask, cache=cache
         )
         x = self.cross_residual.add(x, cross)
-        return self.ff_residual.add(x, self.feedforward(self.ff_residual.sublayer_input(x))), weights
+        return self.ff_residual.add(x, self.feedforward(self.ff_residual.sublayer_input(x)))

@@ -67,19 +67,15 @@ class Decoder(nn.Module):
         self_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         cache: KVCache | None = None,
-        need_weights: bool = False,
-    ) -> tuple[Tensor, Tensor | None]:
-        """x [B, T, D], memory [B, S, D] -> (x [B, T, D], last layer's cross-attention [B, H, T, S] | None)."""
+    ) -> Tensor:
+        """x [B, T, D], memory [B, S, D] -> x [B, T, D]."""
         _check_cache(cache, self.layers, "decoder")
-        weights = None
         for i, layer in enumerate(self.layers):
-            last = i == len(self.layers) - 1
-            x, weights = layer(
+            x = layer(
                 x,
                 memory,
                 self_mask=self_mask,
                 memory_mask=memory_mask,
                 cache=None if cache is None else cache[i],
-                need_weights=need_weights and last,
             )
-        return self.norm(x), weights
+        return self.norm(x)

@@ -12,9 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
+
+
+class RunConfig(Protocol):
+    """What every kind's run config has: the kind's name, where the run writes, the model section (its
+    `type` picks the registry's family) and the Trainer's settings."""
+
+    task: str
+    out_dir: str
+    model: Any
+    train: Any  # TrainConfig
 
 
 @dataclass(frozen=True)

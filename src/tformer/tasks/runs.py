@@ -15,9 +15,9 @@ import torch
 
 from tformer.config import flatten, from_dict, load_yaml_with_lines, merge, parse_overrides, to_dict
 from tformer.registry import build_model
-from tformer.tasks.base import TaskKind, TrainedModel
-from tformer.tasks.language_model import LANGUAGE_MODEL, LMRunConfig
-from tformer.tasks.translation import TRANSLATION, TranslationRunConfig
+from tformer.tasks.base import RunConfig, TaskKind, TrainedModel
+from tformer.tasks.language_model import LANGUAGE_MODEL
+from tformer.tasks.translation import TRANSLATION
 from tformer.training.checkpoint import Checkpoint, load_checkpoint, load_model_weights
 from tformer.training.distributed import resolve_device
 from tformer.training.trainer import FitResult, Trainer
@@ -27,7 +27,6 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 # The task table: one row per kind of task (tasks/base.py); a run config's `task` names its row.
 TASKS: dict[str, TaskKind] = {kind.name: kind for kind in (TRANSLATION, LANGUAGE_MODEL)}
-RunConfig = TranslationRunConfig | LMRunConfig
 
 
 def preset_names() -> list[str]:

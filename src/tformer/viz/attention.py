@@ -42,7 +42,7 @@ def attention_figure(
 ) -> Figure:
     """The heatmap of ``plot_attention`` as a matplotlib Figure (to show in a notebook or save elsewhere).
 
-    ``weights`` is a [T, S] torch tensor or array, e.g. ``DecoderOutput.cross_attention[b]``.
+    ``weights`` is a [T, S] torch tensor or array, e.g. ``capture_attention(model)`` then ``maps.cross_attention()[b].mean(0)`` (viz.capture).
     """
     grid = _as_matrix(weights)
     expected = (len(target_tokens), len(source_tokens))
