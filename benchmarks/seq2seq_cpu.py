@@ -37,7 +37,8 @@ from torch import Tensor, nn
 
 from tformer.bench.harness import cpu_model
 from tformer.bench.torch_seq2seq import Batch, TorchSeq2Seq, check_same_function, make_batch
-from tformer.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, count_parameters, preset_config
+from tformer.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, preset_config
+from tformer.models.summary import count_parameters
 
 PAD_ID = 0
 

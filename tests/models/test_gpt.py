@@ -225,8 +225,8 @@ def test_registry_and_summary():
     "bad,match",
     [
         (dict(d_model=30, n_heads=4), "must divide d_model=30"),
-        (dict(n_layers=0), "n_layers must be >= 1"),
-        (dict(context_length=0), "context_length must be >= 1"),
+        (dict(n_layers=0), "n_layers must be an int >= 1"),
+        (dict(context_length=0), "context_length must be an int >= 1"),
         (dict(n_kv_heads=5), "n_kv_heads=5"),
         (dict(dropout=1.0), "dropout"),
     ],

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from tformer.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, count_parameters, preset_config
+from tformer.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, preset_config
+from tformer.models.summary import count_parameters
 from tformer.nn.attention import AttentionKind
 from tformer.viz.capture import capture_attention
 
@@ -120,7 +121,7 @@ def test_base_parameter_count_matches_the_formula():
     "bad,match",
     [
         (dict(d_model=30, n_heads=4), "must divide d_model=30"),
-        (dict(n_encoder_layers=0), "n_encoder_layers must be >= 1"),
+        (dict(n_encoder_layers=0), "n_encoder_layers must be an int >= 1"),
         (dict(dropout=1.5), "dropout"),
     ],
 )

@@ -171,11 +171,23 @@ def test_feedforward_variants():
     torch.testing.assert_close(relu(x), expected)
     gated = GatedFeedForward(D, F, kind=FeedForwardKind.SWIGLU)
     w1, w3 = gated.gate_up.weight[:F], gated.gate_up.weight[F:]
-    expected = (torch.nn.functional.silu(x @ w1.T) * (x @ w3.T)) @ gated.down.weight.T
+    expected = (torch.nn.functional.silu(x @ w1.T) * (x @ w3.T)) @ gated.linear2.weight.T
     torch.testing.assert_close(gated(x), expected, atol=1e-5, rtol=0)
     assert isinstance(make_feedforward(D, F, kind=FeedForwardKind.GEGLU, dropout=0.0), GatedFeedForward)
     with pytest.raises(ValueError, match="gated"):
         FeedForward(D, F, kind=FeedForwardKind.SWIGLU)
+
+
+def test_gated_feedforward_loads_weights_saved_under_the_old_output_name():
+    # before the output layer took FeedForward's name it was `down`; such a state dict must load unchanged
+    torch.manual_seed(5)
+    saved = GatedFeedForward(D, F, kind=FeedForwardKind.SWIGLU)
+    old_state = {k.replace("linear2.", "down."): v for k, v in saved.state_dict().items()}
+    assert "down.weight" in old_state and "linear2.weight" not in old_state
+    block = nn.Sequential(GatedFeedForward(D, F, kind=FeedForwardKind.SWIGLU))
+    block.load_state_dict({f"0.{k}": v for k, v in old_state.items()})  # strict: nothing missing or left over
+    x = torch.randn(2, 3, D)
+    torch.testing.assert_close(block(x), saved(x), atol=0, rtol=0)
 
 
 def test_attention_pooling_weights_only_real_tokens():

@@ -76,19 +76,25 @@ def test_token_embedding_is_scaled_by_sqrt_d_model():
 
 
 def test_make_positions_builds_the_module_of_each_kind():
-    from torch import nn
-
     from tformer.nn.positional import (
         LearnedPositionalEmbedding,
+        NoAddedPositions,
         PositionalKind,
+        RotaryEmbedding,
         SinusoidalPositionalEncoding,
         make_positions,
+        make_rotary,
     )
 
     expected = {
         PositionalKind.SINUSOIDAL: SinusoidalPositionalEncoding,
         PositionalKind.LEARNED: LearnedPositionalEmbedding,
-        PositionalKind.ROTARY: nn.Identity,  # rotary positions are applied inside attention
+        PositionalKind.ROTARY: NoAddedPositions,  # rotary positions are applied inside attention
     }
+    x = torch.randn(2, 5, 8)
     for kind, module_type in expected.items():
-        assert type(make_positions(kind, 8, max_len=16)) is module_type
+        positions = make_positions(kind, 8, max_len=16)
+        assert type(positions) is module_type
+        assert positions(x, offset=3).shape == x.shape  # one call for every kind
+        assert isinstance(make_rotary(kind, 4), RotaryEmbedding) is (kind is PositionalKind.ROTARY)
+    assert torch.equal(make_positions(PositionalKind.ROTARY, 8, max_len=16)(x, offset=3), x)

@@ -123,7 +123,7 @@ SIZE_FIELDS = {
 @pytest.mark.parametrize("cls, field", [(cls, f) for cls, fields in SIZE_FIELDS.items() for f in fields])
 @pytest.mark.parametrize("size", [0, -1, -512])
 def test_zero_or_negative_sizes_are_named(cls: type, field: str, size: int) -> None:
-    with pytest.raises(ValueError, match=rf"{field} must be >= 1, got {size}"):
+    with pytest.raises(ValueError, match=rf"{field} must be an int >= 1, got {size}"):
         from_dict(cls, {field: size})
 
 
@@ -156,7 +156,7 @@ def test_non_finite_rates_are_rejected(field: str, value: float) -> None:
         ({"d_model": 32.0}, TypeError, "wrong type for 'd_model': expected int"),
         ({"n_layers": True}, TypeError, "wrong type for 'n_layers': expected int, got True"),
         ({"dropout": "0.1"}, TypeError, "wrong type for 'dropout': expected float"),
-        ({"dropout": 1.5}, ValueError, r"dropout must be in \[0, 1\)"),
+        ({"dropout": 1.5}, ValueError, r"dropout must be a number in \[0, 1\)"),
         ({"feedforward": "swish"}, ValueError, "invalid value 'swish' for 'feedforward' \\(valid: "),
         ({"n_layer": 3}, ValueError, "unknown key 'n_layer' \\(did you mean 'n_layers'"),
     ],

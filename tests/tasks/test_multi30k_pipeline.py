@@ -93,7 +93,7 @@ def test_normalisation_is_applied_to_inputs_like_the_training_data():
         (dict(dataset="multi30k", src_lang="de", tgt_lang="de"), "both 'de'"),
         (dict(dataset="multi30k", src_lang="cs"), "data.src_lang 'cs' is unknown"),
         (dict(dataset="wmt14"), "data.dataset 'wmt14' is unknown"),
-        (dict(limit_pairs=0), "data.limit_pairs must be >= 1"),
+        (dict(limit_pairs=0), "data.limit_pairs must be an int >= 1 or None"),
     ],
 )
 def test_data_config_errors(fields, message):

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tformer.checks import check_positive_int
+
 DEFAULT_SAMPLE = 1e-3  # word2vec.c's -sample default
 UNIGRAM_POWER = 0.75
 MODES = ("skipgram", "cbow")  # the values of models.word2vec.Word2VecMode (data does not import models)
@@ -52,8 +54,7 @@ def build_vocabulary(sentences: Iterable[str], *, min_count: int = 5) -> Vocabul
     """The words of `sentences` (split on whitespace) seen >= `min_count` times, most frequent first."""
     if isinstance(sentences, str):
         raise TypeError("sentences must be an iterable of strings, got a single str")
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-        raise ValueError(f"min_count must be an int >= 1, got {min_count!r}")
+    check_positive_int("min_count", min_count)
     counter: Counter[str] = Counter()
     for sentence in sentences:
         counter.update(sentence.split())
@@ -165,8 +166,7 @@ def iter_batches(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     for name, value in (("window", window), ("negatives", negatives), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive_int(name, value)
     total = sum(len(s) for s in sentences)
     done = 0
     for chunk in _chunks(sentences, chunk_tokens):

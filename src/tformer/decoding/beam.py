@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from tformer.checks import check_positive_int
 from tformer.decoding.state import (
     DecoderState,
     Hypothesis,
@@ -248,8 +249,7 @@ def _lp(length: int, alpha: float) -> float:
 
 def _check_beam_args(*, batch_size: int, beam_size: int, n_best: int, length_penalty: float) -> None:
     check_batch_size(batch_size)
-    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"beam_size must be an int >= 1, got {beam_size!r}")
+    check_positive_int("beam_size", beam_size)
     if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be an int in [1, beam_size={beam_size}], got {n_best!r}")
     if not isinstance(length_penalty, (int, float)) or length_penalty != length_penalty:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from tformer.checks import check_positive_int
 from tformer.decoding.sampling import apply_repetition_penalty, check_filters, filter_logits
 from tformer.decoding.state import StepOutput
 from tformer.nn.kv_cache import KVCache
@@ -93,10 +94,7 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # > 1 discourages tokens already in the prompt or the output (CTRL)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
-            raise ValueError(f"max_new_tokens must be an int >= 1, got {self.max_new_tokens!r}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an int >= 1, got {self.max_new_tokens!r}")
+        check_positive_int("max_new_tokens", self.max_new_tokens)
         if not self.temperature >= 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
         if not self.repetition_penalty > 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tformer.checks import check_positive_int
 from tformer.decoding.greedy import decode_single_path
 from tformer.decoding.state import DecoderState, Hypothesis
 
@@ -83,7 +84,6 @@ def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Te
 
 
 def check_filters(*, top_k: int | None, top_p: float | None) -> None:
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+    check_positive_int("top_k", top_k, optional=True)
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}")

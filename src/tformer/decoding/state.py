@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import Tensor
 
+from tformer.checks import check_positive_int
+
 if TYPE_CHECKING:
     from tformer.nn.kv_cache import KVCache
 
@@ -118,8 +120,7 @@ class Seq2SeqState:
 
 def check_lengths(*, max_new_tokens: int, min_new_tokens: int) -> None:
     """Validate the length limits every search takes."""
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    check_positive_int("max_new_tokens", max_new_tokens)
     if isinstance(min_new_tokens, bool) or not isinstance(min_new_tokens, int):
         raise ValueError(f"min_new_tokens must be an int, got {min_new_tokens!r}")
     if not 0 <= min_new_tokens <= max_new_tokens:
@@ -129,8 +130,7 @@ def check_lengths(*, max_new_tokens: int, min_new_tokens: int) -> None:
 
 
 def check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
 
 
 def check_step(out: StepOutput, *, rows: int, eos_id: int) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
+from tformer.checks import check_positive_int
+
 _TOKENIZE_13A = Tokenizer13a()
 
 
@@ -46,8 +48,7 @@ def corpus_bleu(
     default "exp" smoothing (NIST mteval-v13a): the k-th order with no match counts as 1 / 2^k matches.
     """
     _check_pairs(hypotheses, references)
-    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 1:
-        raise ValueError(f"max_order must be an int >= 1, got {max_order!r}")
+    check_positive_int("max_order", max_order)
     matches = [0] * max_order  # clipped n-gram matches, index n - 1
     totals = [0] * max_order  # n-grams in the hypotheses
     hyp_len = ref_len = 0

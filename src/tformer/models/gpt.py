@@ -21,14 +21,15 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from tformer.checks import check_fraction, check_positive_ints
 from tformer.models.outputs import LMOutput
 from tformer.nn.attention import check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
 from tformer.nn.dropout import Dropout
-from tformer.nn.feedforward import FeedForward, FeedForwardKind
+from tformer.nn.feedforward import FeedForwardKind
 from tformer.nn.heads import apply_lm_head, check_adaptive_softmax, language_model_head
 from tformer.nn.kv_cache import KVCache
-from tformer.nn.positional import PositionalKind, RotaryEmbedding, make_positions
+from tformer.nn.positional import PositionalKind, make_positions, make_rotary
 from tformer.nn.stacks import Encoder
 
 
@@ -54,12 +55,10 @@ class GPTConfig:
     adaptive_softmax_div: float = 4.0  # each tail band's projection is this many times narrower than the last
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "d_model", "n_heads", "n_layers", "d_ff"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_positive_ints(self, "vocab_size", "context_length", "d_model", "n_heads", "n_layers", "d_ff")
         check_heads(self.d_model, self.n_heads, self.n_kv_heads)
-        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout} / {self.attention_dropout}")
+        check_fraction("dropout", self.dropout)
+        check_fraction("attention_dropout", self.attention_dropout)
         if self.adaptive_softmax_cutoffs:  # checked against vocab_size when the model is built: a preset's
             # config holds a placeholder vocabulary until the task fills in its tokenizer's
             check_adaptive_softmax(
@@ -71,17 +70,10 @@ class GPTConfig:
 
     @property
     def block(self) -> BlockConfig:
-        return BlockConfig(
-            d_model=self.d_model,
-            n_heads=self.n_heads,
-            d_ff=self.d_ff,
-            dropout=self.dropout,
-            attention_dropout=self.attention_dropout,
+        return BlockConfig.of(
+            self,
             activation_dropout=0.0,  # GPT-2 (and nanoGPT) drop out the MLP's output only, not its hidden layer
-            n_kv_heads=self.n_kv_heads,
-            feedforward=self.feedforward,
             norm_position=NormPosition.PRE,  # GPT-2 moved LayerNorm to the sub-layer inputs
-            bias=self.bias,
         )
 
 
@@ -117,7 +109,7 @@ class GPT(nn.Module):
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)  # not scaled by sqrt(D): GPT-2 does not
         self.positions = make_positions(c.positional, c.d_model, max_len=c.context_length)
         self.dropout = Dropout(c.dropout)
-        rotary = RotaryEmbedding(c.d_model // c.n_heads) if c.positional is PositionalKind.ROTARY else None
+        rotary = make_rotary(c.positional, c.d_model // c.n_heads)
         self.blocks = Encoder(c.block, c.n_layers, rotary=rotary)  # pre-norm: ends in the final LayerNorm
         self.lm_head = language_model_head(
             c.d_model,
@@ -141,8 +133,7 @@ class GPT(nn.Module):
         # so each is scaled by 1/sqrt(2 N) to keep the stream's variance independent of N.
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
         for block in self.blocks.layers:
-            ff = block.feedforward
-            for proj in (block.self_attn.out_proj, ff.linear2 if isinstance(ff, FeedForward) else ff.down):
+            for proj in (block.self_attn.out_proj, block.feedforward.linear2):
                 nn.init.normal_(proj.weight, mean=0.0, std=residual_std)
 
     def forward(
@@ -179,8 +170,7 @@ class GPT(nn.Module):
                 f"{self.config.context_length} tokens"
             )
         x = self.token_embedding(input_ids)  # [B, T] -> [B, T, D]
-        if not isinstance(self.positions, nn.Identity):
-            x = self.positions(x, offset=offset)
+        x = self.positions(x, offset=offset)
         return self.blocks(self.dropout(x), causal=True, cache=cache)
 
     def new_cache(self, *, max_length: int | None = None) -> KVCache:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from tformer.checks import check_fraction, check_positive_ints
 from tformer.models.outputs import DecoderOutput, EncoderOutput, LMOutput, Seq2SeqOutput, select_positions
 from tformer.nn.attention import AdditiveAttention
 from tformer.nn.dropout import Dropout
@@ -34,12 +35,8 @@ _LM_INIT_RANGE = 0.05  # Zaremba et al. 2014, "medium" model: every parameter un
 
 
 def _check_sizes(config: object, names: tuple[str, ...]) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {config.dropout!r}")
+    check_positive_ints(config, *names)
+    check_fraction("dropout", config.dropout)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from tformer.checks import check_fraction, check_positive_ints
 from tformer.models.outputs import DecoderOutput, EncoderOutput, Seq2SeqOutput, select_positions
 from tformer.nn.attention import check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
@@ -25,7 +26,7 @@ from tformer.nn.embeddings import TokenEmbedding
 from tformer.nn.feedforward import FeedForwardKind
 from tformer.nn.kv_cache import KVCache
 from tformer.nn.masks import key_mask, padding_mask
-from tformer.nn.positional import PositionalKind, RotaryEmbedding, make_positions
+from tformer.nn.positional import PositionalKind, make_positions, make_rotary
 from tformer.nn.stacks import Decoder, Encoder
 
 
@@ -51,7 +52,8 @@ class Seq2SeqConfig:
     pad_id: int = 0
 
     def __post_init__(self) -> None:
-        for name in (
+        check_positive_ints(
+            self,
             "src_vocab_size",
             "tgt_vocab_size",
             "d_model",
@@ -60,15 +62,13 @@ class Seq2SeqConfig:
             "n_decoder_layers",
             "d_ff",
             "max_len",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        )
         check_heads(self.d_model, self.n_heads, self.n_kv_heads)
         vocab = min(self.src_vocab_size, self.tgt_vocab_size)
         if not 0 <= self.pad_id < vocab:
             raise ValueError(f"pad_id={self.pad_id} must be a token id in [0, {vocab})")
-        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout} / {self.attention_dropout}")
+        check_fraction("dropout", self.dropout)
+        check_fraction("attention_dropout", self.attention_dropout)
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 "share_embeddings needs one joint vocabulary, got "
@@ -77,16 +77,7 @@ class Seq2SeqConfig:
 
     @property
     def block(self) -> BlockConfig:
-        return BlockConfig(
-            d_model=self.d_model,
-            n_heads=self.n_heads,
-            d_ff=self.d_ff,
-            dropout=self.dropout,
-            attention_dropout=self.attention_dropout,
-            n_kv_heads=self.n_kv_heads,
-            feedforward=self.feedforward,
-            norm_position=self.norm_position,
-        )
+        return BlockConfig.of(self)
 
 
 PRESETS: dict[str, dict] = {
@@ -119,7 +110,7 @@ class Seq2SeqTransformer(nn.Module):
             if c.share_embeddings
             else TokenEmbedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
         )
-        rotary = RotaryEmbedding(c.d_model // c.n_heads) if c.positional is PositionalKind.ROTARY else None
+        rotary = make_rotary(c.positional, c.d_model // c.n_heads)
         self.src_positions = make_positions(c.positional, c.d_model, max_len=c.max_len)
         self.tgt_positions = make_positions(c.positional, c.d_model, max_len=c.max_len)
         self.dropout = Dropout(c.dropout)  # on embeddings + positions, section 5.4
@@ -146,10 +137,7 @@ class Seq2SeqTransformer(nn.Module):
                 embed.weight[self.config.pad_id].zero_()
 
     def _embed(self, ids: Tensor, embed: TokenEmbedding, positions: nn.Module, offset: int = 0) -> Tensor:
-        x = embed(ids)  # [B, L] -> [B, L, D]
-        if not isinstance(positions, nn.Identity):
-            x = positions(x, offset=offset)
-        return self.dropout(x)
+        return self.dropout(positions(embed(ids), offset=offset))  # [B, L] -> [B, L, D]
 
     def encode(self, src_ids: Tensor, src_mask: Tensor | None = None) -> EncoderOutput:
         """src_ids Long[B, S], src_mask Bool[B, S] (True = token; default: ids != pad_id)."""
@@ -209,11 +197,6 @@ class Seq2SeqTransformer(nn.Module):
 
     def new_cache(self, *, max_length: int | None = None) -> KVCache:
         return KVCache(self.config.n_decoder_layers, max_length=max_length)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Parameters counted once even when shared (tied embeddings)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def example_inputs(config: Seq2SeqConfig, *, batch_size: int = 1, length: int = 32) -> dict[str, Tensor]:

@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tformer.nn.dropout import Dropout
 from tformer.nn.modes import eval_mode
+from tformer.nn.positional import NoAddedPositions
 
 
 @dataclass
@@ -44,6 +45,12 @@ class ModelSummary:
         return "\n".join(lines)
 
 
+def count_parameters(model: nn.Module) -> int:
+    """Parameters counted once even when shared: a tied embedding is one Parameter, which parameters() yields
+    once."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def _si(value: float) -> str:
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= factor:
@@ -62,7 +69,7 @@ def _unique_params(module: nn.Module) -> list[nn.Parameter]:
     return list({id(p): p for p in module.parameters()}.values())
 
 
-_SKIPPED = (nn.ModuleList, nn.Identity, nn.Dropout, Dropout)
+_SKIPPED = (nn.ModuleList, nn.Identity, nn.Dropout, Dropout, NoAddedPositions)
 
 
 def _rows_to_show(model: nn.Module) -> list[tuple[str, nn.Module]]:

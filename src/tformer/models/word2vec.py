@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tformer.checks import check_positive_ints
+
 
 class Word2VecMode(str, Enum):
     SKIPGRAM = "skipgram"  # centre word -> each word of its window
@@ -47,10 +49,7 @@ class Word2VecConfig:
     mode: Word2VecMode = Word2VecMode.SKIPGRAM
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive_ints(self, "vocab_size", "dim")
         object.__setattr__(self, "mode", parse_mode(self.mode))
 
 

@@ -3,9 +3,17 @@
 from tformer.nn.attention import AttentionKind, MultiHeadAttention, attend
 from tformer.nn.blocks import BlockConfig, DecoderBlock, EncoderBlock, NormPosition
 from tformer.nn.dropout import Dropout
-from tformer.nn.embeddings import TokenEmbedding
+from tformer.nn.embeddings import PatchEmbedding1d, PatchEmbedding2d, TokenEmbedding
 from tformer.nn.feedforward import FeedForwardKind, make_feedforward
-from tformer.nn.heads import AttentionPooling
+from tformer.nn.heads import (
+    AttentionPooling,
+    ClassifierHead,
+    ClsPooling,
+    MeanPooling,
+    PoolingKind,
+    ProjectionHead,
+    make_pooling,
+)
 from tformer.nn.kv_cache import KVCache, LayerKV
 from tformer.nn.masks import causal_mask, combine, key_mask, padding_mask
 from tformer.nn.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
@@ -15,6 +23,8 @@ __all__ = [
     "AttentionKind",
     "AttentionPooling",
     "BlockConfig",
+    "ClassifierHead",
+    "ClsPooling",
     "Decoder",
     "DecoderBlock",
     "Dropout",
@@ -24,8 +34,13 @@ __all__ = [
     "KVCache",
     "LayerKV",
     "LearnedPositionalEmbedding",
+    "MeanPooling",
     "MultiHeadAttention",
     "NormPosition",
+    "PatchEmbedding1d",
+    "PatchEmbedding2d",
+    "PoolingKind",
+    "ProjectionHead",
     "RotaryEmbedding",
     "SinusoidalPositionalEncoding",
     "TokenEmbedding",
@@ -34,5 +49,6 @@ __all__ = [
     "combine",
     "key_mask",
     "make_feedforward",
+    "make_pooling",
     "padding_mask",
 ]

@@ -9,7 +9,8 @@ Pre-norm (GPT-2 and most later models; trains more stably when deep): x = x + Dr
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -41,6 +42,14 @@ class BlockConfig:
     norm_position: NormPosition = NormPosition.POST
     norm_eps: float = 1e-5
     bias: bool = True  # biases in every Linear and LayerNorm of the block (False: nanoGPT's leaner option)
+
+    @classmethod
+    def of(cls, model_config: Any, **fixed: Any) -> BlockConfig:
+        """The block settings of any model config: each field above that the model config has too, by the
+        same name (so a family declares d_model, dropout, ... once, in its own config); `fixed` holds the
+        family's own choices that its config does not expose (GPT-2: pre-norm, no FFN hidden dropout)."""
+        shared = {f.name: getattr(model_config, f.name) for f in fields(cls) if hasattr(model_config, f.name)}
+        return cls(**{**shared, **fixed})
 
 
 class Residual(nn.Module):

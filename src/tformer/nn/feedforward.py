@@ -53,7 +53,10 @@ class FeedForward(nn.Module):
 
 
 class GatedFeedForward(nn.Module):
-    """w2(dropout(act(w1 x) * w3 x)): the gated linear unit variants; no biases, as in the usual recipe."""
+    """w2(dropout(act(w1 x) * w3 x)): the gated linear unit variants; no biases, as in the usual recipe.
+
+    The output layer has FeedForward's name (`linear2`), so code that reaches for a block's FFN output (the
+    residual-scaled init of GPT-2, weight copying) needs no case for the gated kinds."""
 
     def __init__(
         self, d_model: int, d_ff: int, *, kind: FeedForwardKind = FeedForwardKind.SWIGLU, dropout: float = 0.0
@@ -62,13 +65,22 @@ class GatedFeedForward(nn.Module):
         if kind not in (FeedForwardKind.SWIGLU, FeedForwardKind.GEGLU):
             raise ValueError(f"{kind.value} is not gated: use FeedForward (or make_feedforward)")
         self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=False)  # w1 and w3 fused into one matmul
-        self.down = nn.Linear(d_ff, d_model, bias=False)
+        self.linear2 = nn.Linear(d_ff, d_model, bias=False)  # w2
         self.activation = _ACTIVATIONS[kind]
         self.dropout = Dropout(dropout)
+        self.register_load_state_dict_pre_hook(_rename_old_output_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)  # [B, T, 2F] -> 2 x [B, T, F]
-        return self.down(self.dropout(self.activation(gate) * up))
+        return self.linear2(self.dropout(self.activation(gate) * up))
+
+
+def _rename_old_output_layer(module, state_dict, prefix, *_) -> None:
+    """Checkpoints written before the output layer took FeedForward's name call it `down`: load them as they are."""
+    for name in ("weight", "bias"):
+        old_key = f"{prefix}down.{name}"
+        if old_key in state_dict:
+            state_dict[f"{prefix}linear2.{name}"] = state_dict.pop(old_key)
 
 
 def make_feedforward(

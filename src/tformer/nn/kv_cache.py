@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tformer.checks import check_positive_int
+
 
 class LayerKV:
     """Cached keys/values of one decoder layer."""
@@ -71,10 +73,8 @@ class KVCache:
     """The decoder's cache: one `LayerKV` per layer plus the operations a search algorithm needs."""
 
     def __init__(self, n_layers: int, *, max_length: int | None = None) -> None:
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
-        if max_length is not None and max_length < 1:
-            raise ValueError(f"max_length must be >= 1 or None, got {max_length}")
+        check_positive_int("n_layers", n_layers)
+        check_positive_int("max_length", max_length, optional=True)
         self.layers = [LayerKV(max_length=max_length) for _ in range(n_layers)]
 
     def __getitem__(self, layer: int) -> LayerKV:

@@ -91,11 +91,23 @@ class RotaryEmbedding(nn.Module):
         return x * cos + rotated * sin
 
 
+class NoAddedPositions(nn.Module):
+    """Adds nothing: for rotary positions, which self-attention applies to queries and keys instead."""
+
+    def forward(self, x: Tensor, *, offset: int = 0) -> Tensor:
+        return x
+
+
 def make_positions(kind: PositionalKind, d_model: int, *, max_len: int) -> nn.Module:
-    """The module that adds positions to token embeddings; rotary positions live inside self-attention instead,
-    so for them this is an identity (and the model builds a RotaryEmbedding for its attention)."""
+    """The module that adds positions to token embeddings, `positions(x, offset=...)` for every kind; with
+    rotary positions it adds nothing (make_rotary builds what the attention applies)."""
     if kind is PositionalKind.SINUSOIDAL:
         return SinusoidalPositionalEncoding(d_model, max_len=max_len)
     if kind is PositionalKind.LEARNED:
         return LearnedPositionalEmbedding(d_model, max_len=max_len)
-    return nn.Identity()
+    return NoAddedPositions()
+
+
+def make_rotary(kind: PositionalKind, head_dim: int) -> RotaryEmbedding | None:
+    """The rotary embedding self-attention applies for rotary positions; None for the added kinds."""
+    return RotaryEmbedding(head_dim) if kind is PositionalKind.ROTARY else None

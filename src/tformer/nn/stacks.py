@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from tformer.checks import check_positive_int
 from tformer.nn.blocks import BlockConfig, DecoderBlock, EncoderBlock, NormPosition
 from tformer.nn.kv_cache import KVCache
 from tformer.nn.positional import RotaryEmbedding
@@ -35,8 +36,7 @@ class Encoder(nn.Module):
 
     def __init__(self, config: BlockConfig, n_layers: int, *, rotary: RotaryEmbedding | None = None) -> None:
         super().__init__()
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        check_positive_int("n_layers", n_layers)
         self.layers = nn.ModuleList(EncoderBlock(config, rotary=rotary) for _ in range(n_layers))
         self.norm = _final_norm(config)
 
@@ -54,8 +54,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, config: BlockConfig, n_layers: int, *, rotary: RotaryEmbedding | None = None) -> None:
         super().__init__()
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        check_positive_int("n_layers", n_layers)
         self.layers = nn.ModuleList(DecoderBlock(config, rotary=rotary) for _ in range(n_layers))
         self.norm = _final_norm(config)
 

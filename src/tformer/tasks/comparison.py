@@ -23,6 +23,7 @@ from torch import nn
 
 import tformer
 from tformer.data.tokenizers import TokenizerPair
+from tformer.models.summary import count_parameters
 from tformer.tasks.comparison_tables import (
     BucketScore,
     LMRow,
@@ -55,10 +56,6 @@ class TranslationMeasurement:
     curve: list[tuple[float, float]]  # (train_seconds, validation BLEU) of every logged evaluation
     test_set: str  # e.g. "multi30k de->en test_2016_flickr, 1000 sentences"
     signatures: str  # of the sacreBLEU and chrF scores
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())  # tied weights are one Parameter, counted once
 
 
 def decoding_speed(
@@ -121,7 +118,7 @@ def measure_translation_run(run_dir: Path, *, n: int | None, device: str) -> Tra
     row = TranslationRow(
         run=run_dir.name,
         model=config.model.type,
-        parameters=parameter_count(trained.model),
+        parameters=count_parameters(trained.model),
         metric=metric,
         bleu=float(metrics["bleu_lowercase_tokenized"]),
         sacrebleu=float(metrics["sacrebleu"]),
@@ -151,7 +148,7 @@ def measure_lm_run(run_dir: Path, *, device: str) -> LMRow:
     return LMRow(
         run=run_dir.name,
         model=trained.config.model.type,
-        parameters=parameter_count(trained.model),
+        parameters=count_parameters(trained.model),
         test_ppl=float(metrics["ppl"]),
         tokens_per_s=median_throughput(read_log(run_dir)),
         test_set=f"{trained.config.data.dataset} test, {trained.config.data.tokenizer} tokens",

@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from tformer.checks import check_positive_int, check_positive_ints
 from tformer.data.lm_corpora import read_wikitext2
 from tformer.data.skipgram import (
     DEFAULT_SAMPLE,
@@ -73,10 +74,7 @@ class Word2VecTraining:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_mode(self.mode))
-        for name in ("dim", "window", "negatives", "min_count", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive_ints(self, "dim", "window", "negatives", "min_count", "epochs", "batch_size")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(
                 f"learning_rate must be > 0 (or None for word2vec.c's), got {self.learning_rate}"
@@ -132,8 +130,7 @@ class WordVectors:
         return self._nearest(F.normalize(query, dim=0), exclude={ia, ib, ic}, k=k)
 
     def _nearest(self, query: Tensor, *, exclude: set[int], k: int) -> list[tuple[str, float]]:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        check_positive_int("k", k)
         scores = self._unit @ query  # [V, D] @ [D] -> [V]
         scores[list(exclude)] = -torch.inf
         top = torch.topk(scores, min(k, len(self) - len(exclude)))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from tformer.checks import check_positive_ints
 from tformer.data.lm_corpora import read_tinyshakespeare, read_wikitext2
 from tformer.data.text_stream import IGNORE_INDEX, LMBatch, TextStream
 from tformer.data.tokenizers import (
@@ -57,9 +58,9 @@ class LMDataConfig:
                 raise ValueError(
                     f"data.{name} {getattr(self, name)!r} is unknown (valid: {', '.join(valid)})"
                 )
-        for name in ("vocab_size", "block_size", "batch_size", "batches_per_epoch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        check_positive_ints(
+            self, "vocab_size", "block_size", "batch_size", "batches_per_epoch", prefix="data."
+        )
         if self.eval_stride is not None and not 1 <= self.eval_stride <= self.block_size:
             raise ValueError(
                 f"data.eval_stride must be in [1, block_size={self.block_size}], got {self.eval_stride}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tformer.checks import check_fraction, check_positive_int, check_positive_ints
 from tformer.data.catalog import locate
 from tformer.data.dates import generate_date_pairs
 from tformer.data.normalize import normalize_punctuation
@@ -58,15 +59,11 @@ class TranslationDataConfig:
             raise ValueError(
                 f"data.src_lang and data.tgt_lang are both {self.src_lang!r}: choose two languages"
             )
-        for name in ("n_train", "n_valid", "vocab_size", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
-        if self.limit_pairs is not None and self.limit_pairs < 1:
-            raise ValueError(f"data.limit_pairs must be >= 1 or null, got {self.limit_pairs}")
+        check_positive_ints(self, "n_train", "n_valid", "vocab_size", "max_tokens", prefix="data.")
+        check_positive_int("data.limit_pairs", self.limit_pairs, optional=True)
         if self.eval_decode < 0:
             raise ValueError(f"data.eval_decode must be >= 0, got {self.eval_decode}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"data.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        check_fraction("data.label_smoothing", self.label_smoothing)
 
 
 def load_pairs(config: TranslationDataConfig, split: str, *, seed: int) -> list[tuple[str, str]]:

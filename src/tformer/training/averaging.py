@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from tformer.checks import check_positive_int
 from tformer.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tformer.training.rotation import numbered_checkpoints
 
@@ -19,8 +20,7 @@ from tformer.training.rotation import numbered_checkpoints
 def last_n_checkpoints(out_dir: str | Path, n: int) -> list[Path]:
     """The newest `n` numbered step-*.safetensors checkpoints in `out_dir`, oldest first (so the last is the newest)."""
     out_dir = Path(out_dir)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    check_positive_int("n", n)
     if not out_dir.is_dir():
         raise FileNotFoundError(f"checkpoint directory {out_dir} does not exist or is not a directory")
     by_step = numbered_checkpoints(out_dir)
@@ -41,8 +41,7 @@ def checkpoints_near_the_end(
     The paper's "last 5" of a 100k-step run are all close to the final weights; on a short run the last 5 can
     reach back into the fast-changing early updates, which the window keeps out of the average.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    check_positive_int("n", n)
     if not 0.0 < window <= 1.0:
         raise ValueError(f"window must be a fraction in (0, 1], got {window!r}")
     by_step = numbered_checkpoints(Path(out_dir))
