@@ -8,9 +8,10 @@ nanoGPT's README ("I only have a macbook") documents
 
 ("about 3 minutes", validation loss 1.88). This script runs exactly that command with the current Python, in a
 scratch directory, on the local copy of the text, and prints one table row: the last "val loss" nanoGPT
-printed, the wall time and where it went. With `--tformer` it also trains tformer's preset
-`shakespeare_char_nanogpt_cpu` (the same configuration as tformer settings, see the preset's header for
-what still differs) under the same thread setting and puts it in the next row.
+printed, the same model scored on the whole validation split, the wall time and where it went. With
+`--tformer` it also trains tformer's preset `shakespeare_char_nanogpt_cpu` (the same configuration as tformer
+settings, see the preset's header for what still differs) under the same thread setting and puts it in the
+next row.
 
 Getting nanoGPT (any checkout works; nothing in it is modified):
 
@@ -45,7 +46,11 @@ What it does:
    after an improvement, the checkpoint write). train s = the sum of iteration times - evaluation time.
    nanoGPT evaluates at iteration 0 and every eval_interval (250) iterations, and runs one update past the
    last evaluation (iterations 0..max_iters): the reported val loss is after max_iters updates.
-4. `--max-iters N` replaces max_iters and lr_decay_iters by N (a smoke test); below 400 iterations the
+4. The same yardstick for both: nanoGPT's figure is the mean of 20 random validation batches of 12 x 64, so it
+   carries sampling noise of about +-0.01. Its saved checkpoint (written whenever that figure improved; with
+   the documented run, after the last update) is also scored the way tformer scores, on every validation
+   target once in non-overlapping windows of 64, by nanoGPT's own model.py in the work dir ("whole split").
+5. `--max-iters N` replaces max_iters and lr_decay_iters by N (a smoke test); below 400 iterations the
    warmup becomes N // 4 (tformer requires warmup < total; nanoGPT would stay in warmup) and when N is not a
    multiple of 250 the evaluation interval becomes N, so that both sides evaluate after exactly N updates.
    The table says which arguments differ from the documented command.
@@ -260,6 +265,44 @@ def parse_nanogpt(lines: list[tuple[float, str]]) -> dict:
     }
 
 
+# nanoGPT's own figure averages 20 random batches; this scores its last checkpoint (written at its last
+# improvement) on the windows tformer scores: every validation target once, in non-overlapping windows of
+# block_size. Run in the work dir, where nanoGPT's model.py is; the checkpoint is this run's own file, and
+# weights_only=True loads it without unpickling code.
+_RESCORE_NANOGPT = """
+import json
+import numpy as np, torch
+from model import GPT, GPTConfig
+ckpt = torch.load("out-shakespeare-char/ckpt.pt", map_location="cpu", weights_only=True)
+model = GPT(GPTConfig(**ckpt["model_args"]))
+model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()})
+model.eval()
+val = torch.from_numpy(np.fromfile("data/shakespeare_char/val.bin", dtype=np.uint16).astype(np.int64))
+block, total, count = ckpt["model_args"]["block_size"], 0.0, 0
+with torch.no_grad():
+    for begin in range(0, len(val) - 1, block):
+        window = val[begin : begin + block + 1]
+        _, loss = model(window[None, :-1], window[None, 1:])
+        total, count = total + loss.item() * (len(window) - 1), count + len(window) - 1
+print(json.dumps({"val_loss": total / count, "targets": count, "iter_num": ckpt["iter_num"]}))
+"""
+
+
+def rescore_nanogpt(work: Path, env: dict[str, str]) -> dict:
+    """nanoGPT's saved model on the whole validation split: {"val_loss", "targets", "iter_num"}."""
+    result = subprocess.run(
+        [sys.executable, "-c", _RESCORE_NANOGPT],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"scoring nanoGPT's checkpoint failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def tformer_overrides(max_iters: int, out_dir: Path, data_dir: Path) -> list[str]:
     overrides = [f"--out_dir={out_dir}", f"--data.data_dir={data_dir}", "--train.progress_bar=false"]
     if max_iters != DOCUMENTED_ITERS:
@@ -304,12 +347,24 @@ def run_tformer(max_iters: int, work: Path, data_dir: Path, env: dict[str, str])
         "train_s": progress["train_seconds"],
         "wall_s": wall,
         "command": " ".join(["tformer", "train", TFORMER_PRESET, *overrides]),
+        "whole_split": {"val_loss": evals[-1]["val_loss"], "iter_num": evals[-1]["step"]},  # its own figure
         "curve": evals,
     }
 
 
 def print_table(rows: list[tuple[str, dict]]) -> None:
-    header = ("run", "val loss", "at step", "updates", "evals", "wall s", "train s", "eval s", "ms/update")
+    header = (
+        "run",
+        "val loss (own)",
+        "val loss (whole split)",
+        "at step",
+        "updates",
+        "evals",
+        "wall s",
+        "train s",
+        "eval s",
+        "ms/update",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, r in rows:
@@ -317,6 +372,7 @@ def print_table(rows: list[tuple[str, dict]]) -> None:
         cells = (
             name,
             f"{r['val_loss']:.4f}",
+            f"{r['whole_split']['val_loss']:.4f} (step {r['whole_split']['iter_num']})",
             r["at_step"],
             r["updates"],
             r["evals"],
@@ -364,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         tail = "\n".join(line for _, line in lines[-20:])
         raise RuntimeError(f"nanoGPT failed (exit {returncode}); {work / 'nanogpt.log'} ends with:\n{tail}")
     nano = {**parse_nanogpt(lines), "wall_s": wall, "command": " ".join(["python", "train.py", *train_args])}
+    nano["whole_split"] = rescore_nanogpt(work, env)
     rows = [("nanoGPT", nano)]
     if args.tformer:
         rows.append(("tformer", run_tformer(args.max_iters, work, data_dir, env)))
@@ -382,7 +439,10 @@ def main(argv: list[str] | None = None) -> int:
         + (", ".join(changed) if changed else "nothing")
         + f"; README: val loss {DOCUMENTED_VAL_LOSS} after {DOCUMENTED_ITERS} iterations, 'about 3 minutes'"
     )
-    print("  val loss from 20 random batches of 12 x 64; train s includes its checkpoint writes")
+    print(
+        "  own val loss from 20 random batches of 12 x 64; whole split: its saved checkpoint (the last one whose "
+        "own val loss improved) scored as tformer scores; train s includes its checkpoint writes"
+    )
     if args.tformer:
         print(f"tformer: {rows[1][1]['command']}")
         print(

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from tformer.checks import check_fraction, check_positive_ints
 from tformer.models.outputs import LMOutput
-from tformer.nn.attention import check_heads
+from tformer.nn.attention import AttentionConfig, FullAttention, check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
 from tformer.nn.dropout import Dropout
 from tformer.nn.feedforward import FeedForwardKind
@@ -45,6 +45,7 @@ class GPTConfig:
     d_ff: int = 3072
     dropout: float = 0.0  # on the embeddings and every residual branch
     attention_dropout: float = 0.0
+    attention: AttentionConfig = FullAttention()  # the self-attention kernel, by its `type` (nn/attention.py)
     feedforward: FeedForwardKind = FeedForwardKind.GELU_TANH
     positional: PositionalKind = PositionalKind.LEARNED
     tie_embeddings: bool = True  # the output layer reuses the token embedding (GPT-2 does)

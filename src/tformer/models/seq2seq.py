@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from tformer.checks import check_fraction, check_positive_ints
 from tformer.models.outputs import DecoderOutput, EncoderOutput, Seq2SeqOutput, select_positions
-from tformer.nn.attention import check_heads
+from tformer.nn.attention import AttentionConfig, FullAttention, check_heads
 from tformer.nn.blocks import BlockConfig, NormPosition
 from tformer.nn.dropout import Dropout
 from tformer.nn.embeddings import TokenEmbedding
@@ -43,6 +43,7 @@ class Seq2SeqConfig:
     d_ff: int = 2048
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    attention: AttentionConfig = FullAttention()  # the self-attention kernel, by its `type` (nn/attention.py)
     feedforward: FeedForwardKind = FeedForwardKind.RELU
     norm_position: NormPosition = NormPosition.POST
     positional: PositionalKind = PositionalKind.SINUSOIDAL

@@ -1,6 +1,13 @@
 """Reusable Transformer building blocks; this package knows nothing of tasks or data."""
 
-from tformer.nn.attention import AttentionKind, MultiHeadAttention, attend
+from tformer.nn.attention import (
+    AttentionConfig,
+    AttentionKernel,
+    AttentionKind,
+    FullAttention,
+    MultiHeadAttention,
+    attend,
+)
 from tformer.nn.blocks import BlockConfig, DecoderBlock, EncoderBlock, NormPosition
 from tformer.nn.dropout import Dropout
 from tformer.nn.embeddings import PatchEmbedding1d, PatchEmbedding2d, TokenEmbedding
@@ -20,6 +27,8 @@ from tformer.nn.positional import LearnedPositionalEmbedding, RotaryEmbedding, S
 from tformer.nn.stacks import Decoder, Encoder
 
 __all__ = [
+    "AttentionConfig",
+    "AttentionKernel",
     "AttentionKind",
     "AttentionPooling",
     "BlockConfig",
@@ -29,6 +38,7 @@ __all__ = [
     "DecoderBlock",
     "Dropout",
     "Encoder",
+    "FullAttention",
     "EncoderBlock",
     "FeedForwardKind",
     "KVCache",

@@ -10,6 +10,12 @@ Attention(Q, K, V) = softmax(Q K^T / sqrt(K)) V, computed by one of two paths th
   this one draws the dropout mask with tformer's cheaper dropout (nn/dropout.py).
 Both treat a query row whose keys are *all* masked the same way: its output (and weights) are zero, never NaN.
 
+Which keys a query may reach, and at what cost, is the attention *kernel*: a small frozen config value with an
+`attend(q, k, v, ...)` method that a model config carries (`model.attention: {type: full}`) and every block's
+self-attention is given, so a family changes its attention by configuration, not by flags in its code.
+`FullAttention` (every allowed key, the paper's O(T S) attention) is the only kernel today; sliding-window,
+block-sparse and low-rank ones are further members of `AttentionConfig`, each with a `type` tag.
+
 `AdditiveAttention` is the recurrent baseline's (Bahdanau et al. 2015): one query vector per decoder step.
 """
 
@@ -17,6 +23,8 @@ from __future__ import annotations
 
 import enum
 import math
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +106,47 @@ def attend(
     return out, weights
 
 
+class AttentionKernel(Protocol):
+    """What MultiHeadAttention calls once its heads are projected: `attend`'s arguments and return value."""
+
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        *,
+        mask: Tensor | None,
+        causal: bool,
+        dropout_p: float,
+        need_weights: bool,
+    ) -> tuple[Tensor, Tensor | None]: ...
+
+
+@dataclass(frozen=True)
+class FullAttention:
+    """Every query attends to every key the mask allows: `attend` above, through SDPA or the reference path."""
+
+    type: Literal["full"] = "full"
+
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        *,
+        mask: Tensor | None,
+        causal: bool,
+        dropout_p: float,
+        need_weights: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        return attend(q, k, v, mask=mask, causal=causal, dropout_p=dropout_p, need_weights=need_weights)
+
+
+# The attention kernels a model config may name, each a frozen dataclass with a `type: Literal[...]` tag (the
+# config reader picks the member by that tag once there are several).
+AttentionConfig = FullAttention
+
+
 def check_heads(d_model: int, n_heads: int, n_kv_heads: int | None) -> None:
     """The head counts a model config may ask for: checked when the config is built, not only the model."""
     if d_model % n_heads:
@@ -124,6 +173,7 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         rotary: RotaryEmbedding | None = None,
+        kernel: AttentionKernel | None = None,
     ) -> None:
         super().__init__()
         check_heads(d_model, n_heads, n_kv_heads)
@@ -135,6 +185,7 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = d_model // n_heads
         self.dropout = dropout
         self.rotary = rotary
+        self.kernel = FullAttention() if kernel is None else kernel
         kv_width = 2 * n_kv_heads * self.head_dim
         if kind is AttentionKind.SELF:
             self.qkv_proj = nn.Linear(d_model, d_model + kv_width, bias=bias)  # one matmul for Q, K and V
@@ -192,7 +243,7 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.cross_k, cache.cross_v
 
         dropout_p = self.dropout if self.training else 0.0
-        out, weights = attend(
+        out, weights = self.kernel.attend(
             q, k, v, mask=mask, causal=causal, dropout_p=dropout_p, need_weights=need_weights
         )
         b, _, t, _ = out.shape

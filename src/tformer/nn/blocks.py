@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from tformer.nn.attention import AttentionKind, MultiHeadAttention
+from tformer.nn.attention import AttentionConfig, AttentionKind, FullAttention, MultiHeadAttention
 from tformer.nn.dropout import Dropout
 from tformer.nn.feedforward import FeedForwardKind, make_feedforward
 from tformer.nn.kv_cache import LayerKV
@@ -42,6 +42,7 @@ class BlockConfig:
     norm_position: NormPosition = NormPosition.POST
     norm_eps: float = 1e-5
     bias: bool = True  # biases in every Linear and LayerNorm of the block (False: nanoGPT's leaner option)
+    attention: AttentionConfig = FullAttention()  # the self-attention kernel (nn/attention.py)
 
     @classmethod
     def of(cls, model_config: Any, **fixed: Any) -> BlockConfig:
@@ -80,6 +81,9 @@ def _attention(
         dropout=config.attention_dropout,
         bias=config.bias,
         rotary=rotary,
+        # the configured kernel serves self-attention, whose cost grows with the square of the sequence;
+        # cross-attention over the source memory stays full
+        kernel=config.attention if kind is AttentionKind.SELF else FullAttention(),
     )
 
 
