@@ -322,7 +322,7 @@ _TFORMER_RUNNER = """
 import json, sys
 from tformer.tasks.runs import load_run_config, train
 result, _, _ = train(load_run_config(sys.argv[1], sys.argv[2:]))
-print("TFORMER_PROGRESS " + json.dumps(result.progress))
+print("TFORMER_PROGRESS " + json.dumps(result.progress.to_dict()))
 """
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tformer.training.checkpoint import load_checkpoint
+from tformer.training.checkpoint import load_checkpoint, save_checkpoint
 from tformer.training.logging import RunLogger
 from tformer.training.losses import LossOutput
 from tformer.training.trainer import FitResult, TrainConfig, Trainer
@@ -89,6 +89,17 @@ def test_resume_in_process_is_bit_exact(tmp_path: Path) -> None:
     # the log reads as one run: each step once, in order
     records = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == list(range(1, 21))
+
+
+def test_resume_refuses_a_checkpoint_with_impossible_progress(tmp_path: Path) -> None:
+    # a tampered or damaged progress is named with its file before anything trains on it
+    model = _model()
+    _fit(model, ToyTask(), tmp_path, max_steps=2)
+    last = tmp_path / "last.safetensors"
+    stored = load_checkpoint(last)
+    save_checkpoint(last, model=model, progress={**stored.progress, "step": -5}, run_config=RUN_CONFIG)
+    with pytest.raises(ValueError, match=r"last\.safetensors: progress\.step must be an int >= 0, got -5"):
+        _fit(_model(), ToyTask(), tmp_path, resume=True, max_steps=4)
 
 
 def test_resume_without_checkpoint_starts_fresh(tmp_path: Path) -> None:

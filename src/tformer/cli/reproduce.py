@@ -77,7 +77,7 @@ def _time_spent(done: Reproduction) -> str:
         training = spending_summary(progress, budget_minutes=done.budget_minutes)
     else:
         training = (
-            f"{progress['step']:,} updates in {progress['train_seconds'] / 60:.1f} min, evaluations and "
-            f"checkpoints {progress.get('eval_seconds', 0.0) / 60:.1f} min"
+            f"{progress.step:,} updates in {progress.train_seconds / 60:.1f} min, evaluations and "
+            f"checkpoints {progress.eval_seconds / 60:.1f} min"
         )
     return f"{training}; averaging and final evaluation {done.after_training_seconds / 60:.1f} min"

@@ -18,6 +18,7 @@ from tformer.tasks.base import Evaluation
 from tformer.tasks.evaluation import evaluate_checkpoint
 from tformer.tasks.runs import load_run_config, train
 from tformer.training.averaging import average_checkpoints, checkpoints_near_the_end
+from tformer.training.run_state import Progress
 
 MACHINES = ("cpu", "gpu")
 
@@ -154,7 +155,7 @@ class Reproduction:
     checkpoint: Path
     machine: str  # which recipe ran
     recipe: Recipe
-    train_progress: dict  # the final checkpoint's progress: steps, train_seconds, eval_seconds, planned_steps
+    train_progress: Progress  # the run's final counters: steps, train_seconds, eval_seconds, planned_steps
     budget_minutes: float | None
     after_training_seconds: float  # checkpoint averaging and the final evaluation
     averaged_steps: list[int] = field(
@@ -183,7 +184,7 @@ def reproduce(
     averaged: dict[int, Path] = {}
     if row.average_checkpoints:
         averaged = checkpoints_near_the_end(
-            out_dir, average, final_step=result.progress["step"], window=AVERAGING_WINDOW
+            out_dir, average, final_step=result.progress.step, window=AVERAGING_WINDOW
         )
         checkpoint = average_checkpoints(list(averaged.values()), output=out_dir / "averaged.safetensors")
     else:

@@ -7,15 +7,17 @@ first fifth, slower while allocators and caches warm up), fixes the total number
 checkpoint's progress, so that `--resume` continues the same schedule bit for bit. After the plan the run is as
 deterministic as one with a fixed max_steps; only the plan itself depends on the machine.
 
-The budget counts the time spent in updates (progress["train_seconds"]); periodic evaluations and checkpoint
-writes are timed apart (progress["eval_seconds"]) and come on top, so a recipe keeps them cheap.
+The budget counts the time spent in updates (Progress.train_seconds); periodic evaluations and checkpoint
+writes are timed apart (Progress.eval_seconds) and come on top, so a recipe keeps them cheap.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from tformer.training.run_state import Progress
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class BudgetPlan:
 @dataclass(frozen=True)
 class BudgetClock:
     """The trainer's side of a budget: which updates open and close the timed calibration window, the plan made
-    at its close (stored in progress["planned_steps"]), and the run's last update. minutes=None: no budget."""
+    at its close (stored in Progress.planned_steps), and the run's last update. minutes=None: no budget."""
 
     minutes: float | None
     calibration_steps: int
@@ -60,22 +62,22 @@ class BudgetClock:
     warmup_steps: int
     decays: bool  # the schedule decays to its total_steps, so the plan moves its end
 
-    def last_step(self, progress: dict[str, Any]) -> int:
+    def last_step(self, progress: Progress) -> int:
         """A budgeted run's plan once fixed, else max_steps."""
-        planned = progress["planned_steps"] if self.minutes is not None else None
+        planned = progress.planned_steps if self.minutes is not None else None
         return self.max_steps if planned is None else planned
 
-    def due(self, step: int, progress: dict[str, Any]) -> Literal["mark", "plan"] | None:
+    def due(self, step: int, progress: Progress) -> Literal["mark", "plan"] | None:
         """ "mark" after the update that opens the timed window, "plan" after the one that closes it."""
-        if self.minutes is None or progress["planned_steps"] is not None:
+        if self.minutes is None or progress.planned_steps is not None:
             return None
         if step == pace_from(self.calibration_steps):
             return "mark"
         return "plan" if step == self.calibration_steps else None
 
-    def plan(self, step: int, progress: dict[str, Any]) -> BudgetPlan:
-        """Fix the run's updates from the window's time (progress["train_seconds"] must hold it, read back from
-        the device) and record them in progress["planned_steps"]."""
+    def plan(self, step: int, progress: Progress) -> BudgetPlan:
+        """Fix the run's updates from the window's time (progress.train_seconds must hold it, read back from
+        the device) and record them in progress.planned_steps."""
         assert self.minutes is not None, (
             "plan() is for budgeted runs: due() never says 'plan' without a budget"
         )
@@ -83,13 +85,13 @@ class BudgetClock:
         plan = plan_steps(
             budget_seconds=self.minutes * 60,
             calibration_steps=step - untimed,
-            calibration_seconds=progress["train_seconds"] - progress["budget_mark_seconds"],
+            calibration_seconds=progress.train_seconds - progress.budget_mark_seconds,
             untimed_steps=untimed,
-            untimed_seconds=progress["budget_mark_seconds"],
+            untimed_seconds=progress.budget_mark_seconds,
             max_steps=self.max_steps,
             min_steps=max(step, self.warmup_steps + 1) if self.decays else step,
         )
-        progress["planned_steps"] = plan.steps
+        progress.planned_steps = plan.steps
         return plan
 
 
@@ -134,11 +136,11 @@ def plan_steps(
     )
 
 
-def spending_summary(progress: dict, *, budget_minutes: float) -> str:
+def spending_summary(progress: Progress, *, budget_minutes: float) -> str:
     """One line on how a budgeted run spent its time (for the log and `reproduce`)."""
-    train, evals = progress["train_seconds"], progress.get("eval_seconds", 0.0)
+    train, evals = progress.train_seconds, progress.eval_seconds
     return (
-        f"budget {budget_minutes:g} min: {progress['step']:,} updates in {train / 60:.1f} min "
+        f"budget {budget_minutes:g} min: {progress.step:,} updates in {train / 60:.1f} min "
         f"({100 * train / (budget_minutes * 60):.0f}% of the budget), evaluations and checkpoints "
         f"{evals / 60:.1f} min on top"
     )

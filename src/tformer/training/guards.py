@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -45,11 +44,11 @@ class BatchPosition:
         return f"epoch {self.epoch}, batch index {self.index}"
 
 
-def position_of(progress: dict[str, Any]) -> str:
-    """The batch a run took last, from the trainer's progress counters (batch_in_epoch counts consumed ones)."""
-    if progress["batch_in_epoch"] == 0:
-        return f"epoch {progress['epoch']}, before its first batch"
-    return str(BatchPosition(progress["epoch"], progress["batch_in_epoch"] - 1))
+def position_of(epoch: int, batch_in_epoch: int) -> str:
+    """The batch a run took last, from its progress counters (batch_in_epoch counts the consumed ones)."""
+    if batch_in_epoch == 0:
+        return f"epoch {epoch}, before its first batch"
+    return str(BatchPosition(epoch, batch_in_epoch - 1))
 
 
 def last_good(path: Path, saved_step: int | None) -> str:

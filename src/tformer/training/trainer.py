@@ -1,10 +1,12 @@
 """Trainer.fit(): one short, linear training loop that any task plugs into through TrainingTask.
 
-Per update: take ``grad_accum_steps`` micro-batches, backward each one's *summed* loss, then divide the
-gradients once by the window's item count summed over all processes, so k micro-batches on W processes equal
-one batch of k*W micro-batches exactly (up to float rounding). Then clip, step, schedule, log; every
-``eval_every`` evaluate (best checkpoint, plateau schedule, early stopping); every ``checkpoint_every`` and at
-the end save everything a bit-exact resume needs, including the data position and the RNG state.
+Per update (training/step.py, readable top to bottom): take ``grad_accum_steps`` micro-batches, backward each
+one's *summed* loss, then divide the gradients once by the window's item count summed over all processes, so k
+micro-batches on W processes equal one batch of k*W micro-batches exactly (up to float rounding); clip, step,
+schedule. Then, here: log; every ``eval_every`` evaluate (best checkpoint, plateau schedule, early stopping);
+every ``checkpoint_every`` and at the end save everything a bit-exact resume needs, including the data position
+and the RNG state. The run's counters are one typed record, Progress (training/run_state.py), which checkpoints
+store and a resume reads back with every field checked.
 
 A step only queues work on the device: its loss, item count and gradient norm are read in one go at the next
 log, evaluation or checkpoint step (training/pending.py), so the host never waits for the GPU in between.
@@ -17,12 +19,10 @@ batch and the last good checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import platform
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,6 @@ from tformer.training import budget, guards
 from tformer.training.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from tformer.training.distributed import (
     DistributedContext,
-    all_reduce_sum,
     broadcast_from_main,
     cleanup,
     init_distributed,
@@ -44,9 +43,8 @@ from tformer.training.distributed import (
     wrap_ddp,
 )
 from tformer.training.logging import RunLogger
-from tformer.training.losses import LossOutput
-from tformer.training.optim import build_optimizer, step_unless_nonfinite
-from tformer.training.pending import ReadUpdate, pending_update, read
+from tformer.training.optim import build_optimizer
+from tformer.training.pending import ReadUpdate, read
 from tformer.training.rotation import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -54,9 +52,10 @@ from tformer.training.rotation import (
     numbered_checkpoint,
     prune_numbered,
 )
-from tformer.training.run_state import FitResult, RunState, fresh_progress
+from tformer.training.run_state import FitResult, Interval, Progress, RunState
 from tformer.training.schedules import DECAYING_TO_TOTAL, build_scheduler
-from tformer.training.task_protocol import Batch, TrainingTask, micro_batches, optimizer_groups
+from tformer.training.step import MicroBatches, autocast, one_update
+from tformer.training.task_protocol import TrainingTask, micro_batches, optimizer_groups
 from tformer.training.train_config import (  # TrainConfig is also imported from here by tasks and tests
     TrainConfig,
     resolve_auto_settings,
@@ -115,9 +114,7 @@ class Trainer:
             finally:
                 run.logger.close()
             progress = run.progress
-            return FitResult(
-                progress["step"], progress["best_metric"], progress["best_step"], run.history, dict(progress)
-            )
+            return FitResult(progress.step, progress.best_metric, progress.best_step, run.history, progress)
         finally:
             cleanup(ctx)
 
@@ -131,14 +128,14 @@ class Trainer:
         )
         scheduler = build_scheduler(optimizer, cfg.schedule)
         scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.precision == "fp16")
-        progress = fresh_progress()
+        progress = Progress()
         last = self.out_dir / LAST_CHECKPOINT
         resumed = resume and last.exists()
         if resumed:
             ckpt = load_checkpoint(last)
-            planned = ckpt.progress.get("planned_steps")
-            if self.clock.minutes is not None and self.clock.decays and planned is not None:
-                scheduler.set_total_steps(planned)  # the plan the interrupted run fixed, not a new one
+            progress = Progress.from_dict(ckpt.progress, source=last)
+            if self.clock.minutes is not None and self.clock.decays and progress.planned_steps is not None:
+                scheduler.set_total_steps(progress.planned_steps)  # the interrupted run's plan, not a new one
             restore_training_state(
                 ckpt,
                 model=model,
@@ -146,30 +143,29 @@ class Trainer:
                 scheduler=scheduler,
                 scaler=scaler if scaler.is_enabled() else None,
             )
-            progress.update(ckpt.progress)
             if ctx.rank == 0 and ckpt.rng_state is not None:
                 restore_rng_state(ckpt.rng_state)
             else:
                 # Only rank 0's RNG is checkpointed; other ranks get a fresh stream tied to the resume step.
-                seed_everything((cfg.seed + ctx.rank + 1_000_003 * progress["step"]) % 2**32)
+                seed_everything((cfg.seed + ctx.rank + 1_000_003 * progress.step) % 2**32)
         logger = RunLogger(
             self.out_dir,
             enabled=ctx.is_main,
-            start_step=progress["step"],
+            start_step=progress.step,
             total_steps=self.clock.last_step(progress),
             progress_bar=cfg.progress_bar,
         )
         if resumed:
-            logger.info(f"resuming from {last} at step {progress['step']}")
+            logger.info(f"resuming from {last} at step {progress.step}")
             # compare as the checkpoint stores it: JSON turned tuples into lists
             if ckpt.run_config != json.loads(json.dumps(self.run_config, default=str)):
                 logger.warning(f"the run config differs from the one stored in {last}")
         elif resume:
             logger.info(f"no {last} to resume from; starting a fresh run")
-        logger.write_run_info(self._run_info(ctx, resumed_from=progress["step"] if resumed else None))
+        logger.write_run_info(self._run_info(ctx, resumed_from=progress.step if resumed else None))
         train_model = torch.compile(model) if cfg.compile else model
         train_model = wrap_ddp(train_model, ctx)
-        guard, saved_step = guards.NonFiniteGuard(cfg.nonfinite), progress["step"] if resumed else None
+        guard, saved_step = guards.NonFiniteGuard(cfg.nonfinite), progress.step if resumed else None
         return RunState(
             ctx, model, train_model, optimizer, scheduler, scaler, logger, progress, guard, saved_step
         )
@@ -192,13 +188,11 @@ class Trainer:
 
     def _loop(self, run: RunState) -> None:
         progress = run.progress
-        batches = micro_batches(
-            self.task, epoch=progress["epoch"], skip=progress["batch_in_epoch"], ctx=run.ctx
-        )
+        batches = micro_batches(self.task, epoch=progress.epoch, skip=progress.batch_in_epoch, ctx=run.ctx)
         stop = self._patience_exhausted(progress)
         run.model.train()
-        while progress["step"] < self.clock.last_step(progress) and not stop:
-            step = progress["step"] + 1
+        while progress.step < self.clock.last_step(progress) and not stop:
+            step = progress.step + 1
             with guards.explain_faults(step=step, out_dir=self.out_dir, context=lambda: self._where(run)):
                 stop = self._step(run, step, batches)
         if self.clock.minutes is not None:
@@ -214,93 +208,41 @@ class Trainer:
         record = {"budget_planned_steps": plan.steps, "budget_seconds_per_update": plan.seconds_per_update}
         self._record(run, {"step": step, **record})
 
-    def _step(self, run: RunState, step: int, batches: Iterator[tuple[int, int, Batch]]) -> bool:
-        """One update, then its log line, evaluation and checkpoint when due; returns True when early stopping
-        triggers. Only those three read anything back from the device."""
-        cfg = self.config
+    def _step(self, run: RunState, step: int, batches: MicroBatches) -> bool:
+        """One update (training/step.py), then its log line, evaluation and checkpoint when due; returns True
+        when early stopping triggers. Only those three read anything back from the device."""
+        cfg, progress = self.config, run.progress
         if not run.pending:
             run.pending_since = time.perf_counter()
-        window = self._accumulate(run, batches)
-        lr = run.scheduler.lr  # the rate this update uses; the scheduler then moves to the next one
-        grad_norm = self._update(run, window)
-        run.pending.append(pending_update(step, lr, window, grad_norm))
-        run.progress["step"] = step
+        run.pending.append(
+            one_update(
+                run,
+                self.task,
+                batches,
+                step=step,
+                grad_accum_steps=cfg.grad_accum_steps,
+                clip_norm=cfg.clip_norm,
+                precision=cfg.precision,
+            )
+        )
+        progress.step = step
         run.logger.advance()
-        due = self.clock.due(step, run.progress)
-        last = self.clock.last_step(run.progress)
+        due = self.clock.due(step, progress)
+        last = self.clock.last_step(progress)
         evaluate = step % cfg.eval_every == 0 or step == last  # the final model is always evaluated
         save = step % cfg.checkpoint_every == 0 or step == last
         if step % cfg.log_every == 0 or evaluate or save or due:
             self._settle(run)
         if due == "mark":
-            run.progress["budget_mark_seconds"] = run.progress["train_seconds"]
+            progress.budget_mark_seconds = progress.train_seconds
         elif due == "plan":
             self._plan_budget(run, step)
         started = time.perf_counter()
         stop = self._evaluate(run, step) if evaluate else False
         if save or stop:
             self._save_periodic(run, step)
-        run.progress["eval_seconds"] += time.perf_counter() - started
+        progress.eval_seconds += time.perf_counter() - started
         return stop
-
-    def _accumulate(self, run: RunState, batches: Iterator[tuple[int, int, Batch]]) -> guards.Window:
-        """Forward/backward grad_accum_steps micro-batches; the window's global loss and item totals."""
-        k = self.config.grad_accum_steps
-        totals = torch.zeros(2, dtype=torch.float64, device=run.ctx.device)  # [loss_sum, n_items]
-        window = guards.Window()
-        for micro in range(k):
-            epoch, consumed, batch = next(batches)
-            run.progress["epoch"], run.progress["batch_in_epoch"] = epoch, consumed
-            window.positions.append(guards.BatchPosition(epoch, consumed - 1))
-            batch = batch.to(run.ctx.device)
-            # DDP all-reduces gradients only on the window's last backward; no_sync must cover the forward too.
-            is_last = micro == k - 1
-            sync = (
-                contextlib.nullcontext() if is_last or run.ctx.world_size == 1 else run.train_model.no_sync()
-            )
-            with sync:
-                with self._autocast(run.ctx.device):
-                    out = self.task.loss(run.train_model, batch)
-                if not isinstance(out, LossOutput):
-                    raise TypeError(f"task.loss must return a LossOutput, got {type(out).__name__}")
-                run.scaler.scale(out.loss_sum).backward()
-            window.micro_losses.append(out.loss_sum.detach())
-            totals[0] += window.micro_losses[-1].to(torch.float64)
-            totals[1] += torch.as_tensor(out.n_items, device=run.ctx.device).to(torch.float64)
-        all_reduce_sum(totals, run.ctx)
-        window.totals = totals
-        return window
-
-    def _update(self, run: RunState, window: guards.Window) -> torch.Tensor | None:
-        """Normalise, clip and apply the accumulated gradients without reading anything from the device;
-        returns the pre-clip gradient norm (None under fp16 without clipping, where GradScaler checks).
-
-        A non-finite loss or gradient norm never reaches the weights: the optimizer drops the update.
-        """
-        loss_sum, n_items = window.totals
-        # Gradients hold the sum over the window's items (DDP averaged them over W processes): x W / N gives
-        # the mean over all N items of the global window. A non-finite loss, or a window without items,
-        # scales them by NaN instead, so that the one finiteness check below (or GradScaler's) drops it.
-        usable = torch.isfinite(loss_sum) & (n_items > 0)
-        scale = torch.where(usable, run.ctx.world_size / n_items, torch.nan).to(torch.float32)
-        params = [p for p in run.model.parameters() if p.grad is not None]
-        torch._foreach_mul_([param.grad for param in params], scale)
-        run.scaler.unscale_(run.optimizer)
-        grad_norm = None
-        if self.config.clip_norm is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.clip_norm)
-        if run.scaler.is_enabled():
-            run.scaler.step(run.optimizer)  # skips the step if fp16 gradients overflowed (or were poisoned)
-            run.scaler.update()
-        else:
-            # Every process holds the same all-reduced gradients, so all of them take the same decision.
-            if grad_norm is None:
-                grad_norm = guards.total_grad_norm(params)
-            step_unless_nonfinite(run.optimizer, grad_norm)
-        # a dropped update still counts as a step and the schedule moves on, as with fp16's overflow skips
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scheduler.step()
-        return grad_norm
 
     def _settle(self, run: RunState) -> None:
         """Read the pending updates from the device and account for them in order: a non-finite one stops the
@@ -309,8 +251,8 @@ class Trainer:
         updates = read(run.pending)
         seconds = time.perf_counter() - run.pending_since  # the device has finished them: read() waited
         run.pending = []
-        run.interval["seconds"] += seconds
-        run.progress["train_seconds"] += seconds
+        run.interval.seconds += seconds
+        run.progress.train_seconds += seconds
         for update in updates:
             self._account(run, update)
         last, items = updates[-1], sum(update.n_items for update in updates)
@@ -331,37 +273,38 @@ class Trainer:
         if not math.isfinite(update.loss_sum):
             what, where = f"non-finite loss ({update.loss_sum})", window.first_nonfinite()
         else:
-            run.interval["loss_sum"] += update.loss_sum  # a finite loss counts even if its gradients did not
-            run.interval["n_items"] += update.n_items
+            run.interval.loss_sum += update.loss_sum  # a finite loss counts even if its gradients did not
+            run.interval.n_items += update.n_items
             if run.scaler.is_enabled() or math.isfinite(update.grad_norm):
                 run.guard.passed()
                 return
             what, where = f"non-finite gradient norm ({update.grad_norm})", window.describe()
         run.guard.reject(what=what, step=step, where=where, last_good=self._last_good(run))
-        run.progress["skipped_steps"] += 1
+        run.progress.skipped_steps += 1
         run.logger.warning(f"step {step}: update skipped: {what} ({where})")
 
     def _log_interval(self, run: RunState, last: ReadUpdate) -> None:
-        interval, items = run.interval, run.interval["n_items"]
+        interval, items = run.interval, run.interval.n_items
         record = {
             "step": last.step,
-            "loss": interval["loss_sum"] / items if items else float("nan"),  # nan: every update skipped
+            "loss": interval.loss_sum / items if items else float("nan"),  # nan: every update skipped
             "lr": last.lr,
-            "items_per_s": items / interval["seconds"],
-            "train_seconds": run.progress["train_seconds"],
+            "items_per_s": items / interval.seconds,
+            "train_seconds": run.progress.train_seconds,
         }
         if self.config.clip_norm is not None:
             record["grad_norm"] = last.grad_norm
-        if run.progress["skipped_steps"]:
-            record["skipped_steps"] = run.progress["skipped_steps"]
+        if run.progress.skipped_steps:
+            record["skipped_steps"] = run.progress.skipped_steps
         self._record(run, record)
-        run.interval = dict.fromkeys(interval, 0.0)
+        run.interval = Interval()
 
     def _last_good(self, run: RunState) -> str:
         return guards.last_good(self.out_dir / LAST_CHECKPOINT, run.saved_step)
 
     def _where(self, run: RunState) -> str:
-        return f"{guards.position_of(run.progress)}; {self._last_good(run)}"
+        position = guards.position_of(run.progress.epoch, run.progress.batch_in_epoch)
+        return f"{position}; {self._last_good(run)}"
 
     def _evaluate(self, run: RunState, step: int) -> bool:
         """Evaluate on rank 0, share the metric, track the best; returns True when early stopping triggers."""
@@ -369,7 +312,7 @@ class Trainer:
         value = torch.zeros(1, dtype=torch.float64, device=run.ctx.device)
         if run.ctx.is_main:
             run.model.eval()
-            with torch.no_grad(), self._autocast(run.ctx.device):
+            with torch.no_grad(), autocast(cfg.precision, run.ctx.device):
                 metrics = self.task.evaluate(run.model)
             run.model.train()
             if cfg.metric not in metrics:
@@ -377,31 +320,31 @@ class Trainer:
                     f"TrainConfig.metric={cfg.metric!r} is not among the task's evaluation metrics {sorted(metrics)}"
                 )
             value[0] = float(metrics[cfg.metric])
-            metrics = {**metrics, "train_seconds": progress["train_seconds"]}  # BLEU against wall time
+            metrics = {**metrics, "train_seconds": progress.train_seconds}  # BLEU against wall time
             self._record(run, {"step": step, **{key: float(v) for key, v in metrics.items()}})
         metric = broadcast_from_main(value, run.ctx).item()
         run.scheduler.step_metric(metric)
-        best = progress["best_metric"]
+        best = progress.best_metric
         # a NaN metric never becomes the best (every comparison with it is False, so nothing would beat it)
         improved = math.isfinite(metric) and (
             best is None or (metric < best if cfg.metric_mode == "min" else metric > best)
         )
         if improved:
-            progress.update(best_metric=metric, best_step=step, bad_evals=0)
+            progress.best_metric, progress.best_step, progress.bad_evals = metric, step, 0
             self._save(run, self.out_dir / BEST_CHECKPOINT)
         else:
-            progress["bad_evals"] += 1
+            progress.bad_evals += 1
         stop = self._patience_exhausted(progress)
         if stop:
             run.logger.info(
-                f"early stopping at step {step}: {cfg.metric} has not improved for {progress['bad_evals']} "
-                f"evaluations (best {progress['best_metric']} at step {progress['best_step']})"
+                f"early stopping at step {step}: {cfg.metric} has not improved for {progress.bad_evals} "
+                f"evaluations (best {progress.best_metric} at step {progress.best_step})"
             )
         return stop
 
-    def _patience_exhausted(self, progress: dict[str, Any]) -> bool:
+    def _patience_exhausted(self, progress: Progress) -> bool:
         patience = self.config.early_stopping_patience
-        return patience is not None and progress["bad_evals"] >= patience
+        return patience is not None and progress.bad_evals >= patience
 
     def _save_periodic(self, run: RunState, step: int) -> None:
         """last.safetensors plus step-NNNNNN.safetensors, keeping the newest keep_last numbered ones."""
@@ -426,7 +369,7 @@ class Trainer:
             optimizer=run.optimizer,
             scheduler=run.scheduler,
             scaler=run.scaler if run.scaler.is_enabled() else None,
-            progress=dict(run.progress),
+            progress=run.progress.to_dict(),
             run_config=self.run_config,
             task_state=self.task_state,
             rng_state=capture_rng_state(),
@@ -435,9 +378,3 @@ class Trainer:
     def _record(self, run: RunState, record: dict[str, Any]) -> None:
         run.history.append(record)
         run.logger.log(record)
-
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if self.config.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=device.type, dtype=dtype)
