@@ -243,4 +243,4 @@ def test_compare_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["compare", "--translation", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
     assert "best.safetensors not found: RUN_DIR must be an output directory" in capsys.readouterr().err
     assert main(["compare", "--translation", str(tmp_path / "empty"), "--n", "0", "--out", "r"]) == 2
-    assert "n must be >= 1, got 0" in capsys.readouterr().err
+    assert "n must be an int >= 1 or None, got 0" in capsys.readouterr().err

@@ -51,6 +51,17 @@ def test_out_of_domain_split(run_dir, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 3
 
 
+def test_out_of_domain_split_reads_moses_escapes_as_characters():
+    # the file's first German line is `es ist diese pyramide .`, and its English side `it &apos;s that pyramid .`
+    pairs = load_pairs(
+        TranslationDataConfig(dataset="multi30k", src_lang="de", tgt_lang="en"), "iwslt14_valid", seed=0
+    )
+    assert len(pairs) == 7283
+    assert pairs[0][1].lower() == "it 's that pyramid ."
+    quoted = [pair for pair in pairs if '"' in pair[0]]
+    assert quoted and not any("&quot;" in s or "&apos;" in t for s, t in pairs)
+
+
 def test_reproduce_trains_averages_and_compares(tmp_path, capsys):
     args = [
         "reproduce",

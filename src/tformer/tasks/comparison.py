@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 import tformer
+from tformer.checks import check_positive_int
 from tformer.data.tokenizers import TokenizerPair
 from tformer.models.summary import count_parameters
 from tformer.tasks.comparison_tables import (
@@ -293,8 +294,7 @@ def compare(
     markdown's path. `command` is the command line the report names."""
     if not translation_runs and not lm_runs:
         raise ValueError("nothing to compare: give translation and/or language-model run directories")
-    if n is not None and n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    check_positive_int("n", n, optional=True)
     names = _run_names([*translation_runs, *lm_runs])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

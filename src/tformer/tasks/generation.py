@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tformer.checks import check_positive_int
 from tformer.decoding.causal_lm import SamplingConfig, generate_tokens
 from tformer.nn.modes import eval_mode
 from tformer.tasks.language_model import TextCodec
@@ -96,8 +97,7 @@ def generate_text(
     A prompt longer than the model's context window keeps its last tokens (with a warning). With a seed, the
     samples are reproducible on the same device and software.
     """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    check_positive_int("n_samples", n_samples)
     check_stop_strings(stop)
     device = next(model.parameters()).device
     ids = codec.start_ids(prompt)

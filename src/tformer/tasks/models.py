@@ -6,6 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
+from tformer.checks import check_positive_int
 from tformer.models.summary import summarize
 from tformer.registry import ModelFamily, family_of, find_model_preset
 from tformer.tasks.runs import load_trained
@@ -26,7 +27,6 @@ def load_model_for_info(target: str) -> tuple[str, nn.Module, ModelFamily, objec
 
 def describe_model(target: str, *, length: int) -> str:
     """The summary table of a preset or checkpoint, measured on an example batch of `length` tokens."""
-    if length < 1:
-        raise ValueError(f"--length must be >= 1, got {length}")
+    check_positive_int("--length", length)
     title, model, family, config = load_model_for_info(target)
     return summarize(model, family.example_inputs(config, length=length), tokens=length).format(title)

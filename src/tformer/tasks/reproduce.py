@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from tformer.checks import check_positive_int
 from tformer.tasks.base import Evaluation
 from tformer.tasks.evaluation import evaluate_checkpoint
 from tformer.tasks.runs import load_run_config, train
@@ -174,8 +175,7 @@ def reproduce(
 ) -> Reproduction:
     """Train the row's recipe for the machine, then evaluate on the row's split the average of its last
     `average` checkpoints (translation, as the paper does) or its best checkpoint (language models)."""
-    if average < 1:
-        raise ValueError(f"--average must be >= 1, got {average}")
+    check_positive_int("--average", average)
     row = published_row(name)
     machine, recipe = pick_recipe(row, machine or machine_for(device))
     config = load_run_config(recipe.preset, overrides)

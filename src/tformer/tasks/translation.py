@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tformer.checks import check_positive_ints
 from tformer.data.batching import (
     Seq2SeqBatch,
     make_seq2seq_batch,
@@ -44,10 +45,7 @@ class DecodeConfig:
     max_new_tokens: int = 64
 
     def __post_init__(self) -> None:
-        if self.beam_size < 1 or self.max_new_tokens < 1:
-            raise ValueError(
-                f"decode needs beam_size >= 1 and max_new_tokens >= 1; got {self.beam_size}, {self.max_new_tokens}"
-            )
+        check_positive_ints(self, "beam_size", "max_new_tokens", prefix="decode.")
 
 
 @dataclass(frozen=True)
