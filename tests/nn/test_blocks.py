@@ -8,7 +8,6 @@ from torch import nn
 
 from tformer.nn.blocks import BlockConfig, DecoderBlock, EncoderBlock, NormPosition
 from tformer.nn.feedforward import FeedForward, FeedForwardKind, GatedFeedForward, make_feedforward
-from tformer.nn.heads import AttentionPooling
 from tformer.nn.kv_cache import KVCache
 from tformer.nn.masks import causal_mask, key_mask
 from tformer.nn.stacks import Decoder, Encoder
@@ -176,54 +175,6 @@ def test_feedforward_variants():
     assert isinstance(make_feedforward(D, F, kind=FeedForwardKind.GEGLU, dropout=0.0), GatedFeedForward)
     with pytest.raises(ValueError, match="gated"):
         FeedForward(D, F, kind=FeedForwardKind.SWIGLU)
-
-
-def test_gated_feedforward_loads_weights_saved_under_the_old_output_name():
-    # before the output layer took FeedForward's name it was `down`; such a state dict must load unchanged
-    torch.manual_seed(5)
-    saved = GatedFeedForward(D, F, kind=FeedForwardKind.SWIGLU)
-    old_state = {k.replace("linear2.", "down."): v for k, v in saved.state_dict().items()}
-    assert "down.weight" in old_state and "linear2.weight" not in old_state
-    block = nn.Sequential(GatedFeedForward(D, F, kind=FeedForwardKind.SWIGLU))
-    block.load_state_dict({f"0.{k}": v for k, v in old_state.items()})  # strict: nothing missing or left over
-    x = torch.randn(2, 3, D)
-    torch.testing.assert_close(block(x), saved(x), atol=0, rtol=0)
-
-
-def test_attention_pooling_weights_only_real_tokens():
-    pool = AttentionPooling(4)
-    with torch.no_grad():
-        pool.query.copy_(torch.tensor([2.0, 0.0, 0.0, 0.0]))
-    x = torch.tensor([[[1.0, 0, 0, 0], [0.0, 1, 0, 0], [5.0, 5, 5, 5]]])
-    mask = torch.tensor([[True, True, False]])
-    pooled, weights = pool(x, mask)
-    # scores = x . q / sqrt(4) = [1, 0, masked]
-    e = torch.tensor([1.0, 0.0]).exp()
-    expected_w = torch.cat([e / e.sum(), torch.zeros(1)])
-    torch.testing.assert_close(weights[0], expected_w)
-    torch.testing.assert_close(pooled[0], expected_w[0] * x[0, 0] + expected_w[1] * x[0, 1])
-
-
-def test_attention_pooling_of_a_row_without_tokens_is_zero():
-    pool = AttentionPooling(4)
-    pooled, weights = pool(torch.randn(2, 3, 4), torch.tensor([[True, False, False], [False, False, False]]))
-    assert torch.isfinite(pooled).all() and pooled[1].abs().max() == 0 and weights[1].abs().max() == 0
-
-
-@pytest.mark.parametrize("max_length", [None, 6])
-def test_causal_encoder_with_cache_equals_full_pass(max_length):
-    """The decoder-only use of Encoder: a prefill of 2 positions, then one position per step."""
-    torch.manual_seed(5)
-    enc = Encoder(config(NormPosition.PRE, FeedForwardKind.GELU_TANH), 2).eval()
-    x = torch.randn(2, 5, D)
-    full = enc(x, causal=True)
-    cache = KVCache(2, max_length=max_length)
-    steps = [enc(x[:, :2], causal=True, cache=cache)]
-    steps += [enc(x[:, t : t + 1], causal=True, cache=cache) for t in range(2, 5)]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
-    assert cache.length == 5
-    with pytest.raises(ValueError, match="cache has 3 layers, the encoder 2"):
-        enc(x, causal=True, cache=KVCache(3))
 
 
 def test_gelu_tanh_is_gpt2_gelu_new():

@@ -22,6 +22,7 @@ from tformer.training.checkpoint import (
     save_checkpoint,
 )
 from tformer.training.losses import label_smoothed_cross_entropy
+from tformer.training.named_state import load_optimizer_state_by_name
 from tformer.training.optim import build_optimizer
 from tformer.training.schedules import ScheduleConfig, build_scheduler
 
@@ -374,3 +375,47 @@ def test_non_json_values_are_rejected_with_their_path(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must end in .safetensors"):
         _save(tmp_path / "x.pt", model)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_with_the_old_gated_ffn_name_loads_weights_and_optimizer_state(tmp_path: Path) -> None:
+    # the gated FFN's output layer was `down` before it took FeedForward's name `linear2`
+    from tformer.models.gpt import GPT, GPTConfig
+    from tformer.nn.feedforward import FeedForwardKind
+
+    config = GPTConfig(
+        vocab_size=13,
+        context_length=8,
+        d_model=16,
+        n_heads=2,
+        n_layers=2,
+        d_ff=24,
+        feedforward=FeedForwardKind.SWIGLU,
+    )
+    torch.manual_seed(0)
+    old = GPT(config)
+    optimizer = build_optimizer(old, lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+    ids = torch.randint(0, 13, (2, 6))
+    old(ids).logits.square().mean().backward()
+    optimizer.step()
+    with torch.no_grad():
+        expected = old(ids).logits
+    for block in old.blocks.layers:  # the module as it was named then
+        block.feedforward.down = block.feedforward.linear2
+        del block.feedforward.linear2
+    path = save_checkpoint(
+        tmp_path / "old.safetensors", model=old, optimizer=optimizer, progress={"step": 1}, run_config={}
+    )
+    with safe_open(path, framework="pt") as file:
+        assert any(".feedforward.down." in key for key in file.keys())  # noqa: SIM118
+
+    stored = load_checkpoint(path)
+    assert not any(".down." in name for name in [*stored.model_state, *stored.optimizer_state["state"]])
+    torch.manual_seed(1)
+    new = GPT(config)
+    load_model_weights(new, stored)
+    new_optimizer = build_optimizer(new, lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+    load_optimizer_state_by_name(new_optimizer, new, stored.optimizer_state, path)
+    with torch.no_grad():
+        torch.testing.assert_close(new(ids).logits, expected, atol=0, rtol=0)
+    moments = new_optimizer.state[new.blocks.layers[0].feedforward.linear2.weight]["exp_avg"]
+    assert moments.abs().sum() > 0

@@ -71,8 +71,8 @@ class GPTConfig:
 
     @property
     def block(self) -> BlockConfig:
-        return BlockConfig.of(
-            self,
+        return dataclasses.replace(
+            BlockConfig.of(self),
             activation_dropout=0.0,  # GPT-2 (and nanoGPT) drop out the MLP's output only, not its hidden layer
             norm_position=NormPosition.PRE,  # GPT-2 moved LayerNorm to the sub-layer inputs
         )

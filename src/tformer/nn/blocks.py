@@ -45,12 +45,13 @@ class BlockConfig:
     attention: AttentionConfig = FullAttention()  # the self-attention kernel (nn/attention.py)
 
     @classmethod
-    def of(cls, model_config: Any, **fixed: Any) -> BlockConfig:
+    def of(cls, model_config: Any) -> BlockConfig:
         """The block settings of any model config: each field above that the model config has too, by the
-        same name (so a family declares d_model, dropout, ... once, in its own config); `fixed` holds the
-        family's own choices that its config does not expose (GPT-2: pre-norm, no FFN hidden dropout)."""
-        shared = {f.name: getattr(model_config, f.name) for f in fields(cls) if hasattr(model_config, f.name)}
-        return cls(**{**shared, **fixed})
+        same name, so a family declares d_model, dropout, ... once, in its own config. A family's own choices
+        that its config does not expose (GPT-2: pre-norm) go on top with dataclasses.replace."""
+        return cls(
+            **{f.name: getattr(model_config, f.name) for f in fields(cls) if hasattr(model_config, f.name)}
+        )
 
 
 class Residual(nn.Module):

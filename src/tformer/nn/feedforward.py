@@ -68,19 +68,10 @@ class GatedFeedForward(nn.Module):
         self.linear2 = nn.Linear(d_ff, d_model, bias=False)  # w2
         self.activation = _ACTIVATIONS[kind]
         self.dropout = Dropout(dropout)
-        self.register_load_state_dict_pre_hook(_rename_old_output_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)  # [B, T, 2F] -> 2 x [B, T, F]
         return self.linear2(self.dropout(self.activation(gate) * up))
-
-
-def _rename_old_output_layer(module, state_dict, prefix, *_) -> None:
-    """Checkpoints written before the output layer took FeedForward's name call it `down`: load them as they are."""
-    for name in ("weight", "bias"):
-        old_key = f"{prefix}down.{name}"
-        if old_key in state_dict:
-            state_dict[f"{prefix}linear2.{name}"] = state_dict.pop(old_key)
 
 
 def make_feedforward(

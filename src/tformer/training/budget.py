@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from tformer.training.run_state import Progress
+if TYPE_CHECKING:  # for annotations only: run_state imports torch and the logger
+    from tformer.training.run_state import Progress
 
 
 @dataclass(frozen=True)

@@ -148,8 +148,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise ValueError(f"{path}: the tformer metadata is nested too deeply; {_EXPECTED}") from None
     integrity.check_parts(path, parts, required=_PARTS, optional=_OPTIONAL_PARTS, expected=_EXPECTED)
     return Checkpoint(
-        model_state=parts["model"],
-        optimizer_state=parts["optimizer"],
+        model_state={_current_name(name): tensor for name, tensor in parts["model"].items()},
+        optimizer_state=_with_current_names(parts["optimizer"]),
         scheduler_state=parts["scheduler"],
         scaler_state=parts["scaler"],
         progress=parts["progress"],
@@ -159,6 +159,31 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         format_version=version,
         path=path,
     )
+
+
+# Parameters renamed since checkpoints were first written, as (old, new) parts of their names: files holding the
+# old names load as if written today, weights and optimizer state alike.
+_RENAMED_PARAMETERS = ((".feedforward.down.", ".feedforward.linear2."),)  # the gated FFN's output layer
+
+
+def _current_name(name: str) -> str:
+    for old, new in _RENAMED_PARAMETERS:
+        name = name.replace(old, new)
+    return name
+
+
+def _with_current_names(optimizer_state: Any) -> Any:
+    """The optimizer state by name with renamed parameters' names updated; anything malformed is left as it is
+    for the loader that uses it to report."""
+    try:
+        state = {_current_name(name): value for name, value in optimizer_state["state"].items()}
+        groups = [
+            {**group, "params": [_current_name(n) for n in group["params"]]}
+            for group in optimizer_state["param_groups"]
+        ]
+    except (TypeError, KeyError, AttributeError):
+        return optimizer_state
+    return {**optimizer_state, "state": state, "param_groups": groups}
 
 
 def _parse_header(path: Path, metadata: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str], bool]:
