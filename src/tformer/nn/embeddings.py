@@ -144,7 +144,6 @@ class PatchEmbedding1d(nn.Module):
         n = self.n_patches(length)
         start = length - (n - 1) * self.stride - self.patch_len  # the leading steps no window covers
         windows = series[:, start:].unfold(1, self.patch_len, self.stride)  # [B, L', C] -> [B, N, C, P]
-        windows = windows.transpose(2, 3).reshape(
-            batch, n, -1
-        )  # [B, N, C, P] -> [B, N, P, C] -> [B, N, P * C]
+        # [B, N, C, P] -> [B, N, P, C] -> [B, N, P * C]
+        windows = windows.transpose(2, 3).reshape(batch, n, -1)
         return self.proj(windows)  # [B, N, D]

@@ -35,9 +35,8 @@ class Progress:
     skipped_steps: int = 0  # updates dropped for a non-finite loss or gradient (TrainConfig.nonfinite="skip")
     train_seconds: float = 0.0  # wall time in training updates (not evaluation or checkpoints)
     eval_seconds: float = 0.0  # wall time in periodic evaluations and checkpoint writes
-    planned_steps: int | None = (
-        None  # the updates a budgeted run fixed after timing its first ones (budget.py)
-    )
+    # the updates a budgeted run fixed after timing its first ones (budget.py)
+    planned_steps: int | None = None
     budget_mark_seconds: float = 0.0  # train_seconds when a budgeted run's timed calibration window began
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,7 +48,7 @@ class Progress:
         file was written take their defaults, as a run that never used them would have them."""
         if not isinstance(stored, dict):
             raise ValueError(f"{source}: progress must be a mapping, found {type(stored).__name__}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
+        known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(stored) - set(known))
         if unknown:
             raise ValueError(f"{source}: unknown progress field(s) {unknown} (valid: {', '.join(known)})")

@@ -25,9 +25,8 @@ from tformer.training.pending import PendingUpdate, pending_update
 from tformer.training.run_state import RunState
 from tformer.training.task_protocol import Batch, TrainingTask
 
-MicroBatches = Iterator[
-    tuple[int, int, Batch]
-]  # (epoch, batches of it consumed so far, batch): micro_batches()
+# (epoch, batches of it consumed so far, batch), as micro_batches() yields them
+MicroBatches = Iterator[tuple[int, int, Batch]]
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
